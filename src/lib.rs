@@ -1,0 +1,35 @@
+//! Consistency models (Song et al., 2023) trained and sampled on hand-written WGSL compute
+//! shaders. The same Rust core runs natively (tests, benchmarks, the `cm` CLI) and in the browser
+//! (WebAssembly + WebGPU).
+//!
+//! Layers, from the bottom up:
+//! - [`gpu`]: the wgpu device and a launcher (pipeline cache, buffer pool, recording of many
+//!   dispatches into one submission). Knows nothing of the ops.
+//! - [`backend`]: the [`backend::Backend`] trait, the one interface model code uses, with its GPU
+//!   implementation (the WGSL kernels in `shaders/`) and its CPU twin (plain Rust).
+//! - [`random`]: Philox counter-based random numbers, shared by both backends.
+//! - [`nn`]: layers with hand-written backward passes, and the reference U-Net.
+
+pub mod backend;
+pub mod gpu;
+pub mod nn;
+pub mod random;
+pub mod tensor;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+/// Everything that can go wrong, with a message a person can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no usable GPU adapter: {0}")]
+    NoAdapter(String),
+    #[error("could not open the GPU device: {0}")]
+    Device(String),
+    #[error("GPU error: {0}")]
+    Gpu(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
