@@ -139,10 +139,31 @@ pub trait Backend {
     /// GroupNorm over `groups` groups of x `[N, C, S]` with affine gamma, beta `[C]`, then SiLU
     /// when `silu`. Saves per-(sample, group) mean and 1/std in `stats` `[N, groups, 2]`.
     #[allow(clippy::too_many_arguments)]
-    fn group_norm(&self, groups: usize, silu: bool, x: &BTensor<Self>, gamma: &BTensor<Self>, beta: &BTensor<Self>, y: &BTensor<Self>, stats: &BTensor<Self>);
+    fn group_norm(
+        &self,
+        groups: usize,
+        silu: bool,
+        x: &BTensor<Self>,
+        gamma: &BTensor<Self>,
+        beta: &BTensor<Self>,
+        y: &BTensor<Self>,
+        stats: &BTensor<Self>,
+    );
     /// Gradients of [`Backend::group_norm`] to x, gamma and beta.
     #[allow(clippy::too_many_arguments)]
-    fn group_norm_backward(&self, groups: usize, silu: bool, dy: &BTensor<Self>, x: &BTensor<Self>, gamma: &BTensor<Self>, beta: &BTensor<Self>, stats: &BTensor<Self>, dx: &BTensor<Self>, dgamma: &BTensor<Self>, dbeta: &BTensor<Self>);
+    fn group_norm_backward(
+        &self,
+        groups: usize,
+        silu: bool,
+        dy: &BTensor<Self>,
+        x: &BTensor<Self>,
+        gamma: &BTensor<Self>,
+        beta: &BTensor<Self>,
+        stats: &BTensor<Self>,
+        dx: &BTensor<Self>,
+        dgamma: &BTensor<Self>,
+        dbeta: &BTensor<Self>,
+    );
     /// `y = x * sigmoid(x)`.
     fn silu(&self, x: &BTensor<Self>, y: &BTensor<Self>);
     fn silu_backward(&self, x: &BTensor<Self>, dy: &BTensor<Self>, dx: &BTensor<Self>);
@@ -155,7 +176,15 @@ pub trait Backend {
     /// `[dst_start, ...)` of dst `[N, Cd, S]`; adds into dst when `accumulate`. Concatenation
     /// along channels is two of these; its backward is two more.
     #[allow(clippy::too_many_arguments)]
-    fn copy_channels(&self, src: &BTensor<Self>, src_start: usize, dst: &BTensor<Self>, dst_start: usize, count: usize, accumulate: bool);
+    fn copy_channels(
+        &self,
+        src: &BTensor<Self>,
+        src_start: usize,
+        dst: &BTensor<Self>,
+        dst_start: usize,
+        count: usize,
+        accumulate: bool,
+    );
     /// `y[n, c, s] = x[n, c, s] + e[n, c]`: a per-sample, per-channel bias such as a time embedding.
     fn add_channel_bias(&self, x: &BTensor<Self>, e: &BTensor<Self>, y: &BTensor<Self>);
     /// `out = a + b`.
@@ -163,7 +192,14 @@ pub trait Backend {
     /// `out[n, i] = alpha[n] * x[n, i] + beta[n] * y[n, i]`, per-sample coefficients alpha and
     /// beta `[N]`: `c_skip x + c_out F`, `c_in x`, `x + t z`.
     #[allow(clippy::too_many_arguments)]
-    fn scale_add(&self, alpha: &BTensor<Self>, x: &BTensor<Self>, beta: &BTensor<Self>, y: &BTensor<Self>, out: &BTensor<Self>);
+    fn scale_add(
+        &self,
+        alpha: &BTensor<Self>,
+        x: &BTensor<Self>,
+        beta: &BTensor<Self>,
+        y: &BTensor<Self>,
+        out: &BTensor<Self>,
+    );
     /// Sinusoidal features of c `[N]` into out `[N, 2H]`:
     /// `out[n, i] = sin(1000 c[n] 10000^(-i/H))`, `out[n, H + i] = cos(...)`.
     fn sinusoidal_embedding(&self, c: &BTensor<Self>, out: &BTensor<Self>);
@@ -171,10 +207,26 @@ pub trait Backend {
     // ---- losses and reductions -----------------------------------------------------------
     /// Per-sample weighted distance `loss[n] = weight[n] * d(pred[n], target[n])`, pred and
     /// target `[N, D]`; `stats[n]` keeps what the backward needs (`||pred - target||^2`).
-    fn loss(&self, metric: Metric, pred: &BTensor<Self>, target: &BTensor<Self>, weight: &BTensor<Self>, loss: &BTensor<Self>, stats: &BTensor<Self>);
+    fn loss(
+        &self,
+        metric: Metric,
+        pred: &BTensor<Self>,
+        target: &BTensor<Self>,
+        weight: &BTensor<Self>,
+        loss: &BTensor<Self>,
+        stats: &BTensor<Self>,
+    );
     /// Gradient to pred of `mean_n loss[n]`.
     #[allow(clippy::too_many_arguments)]
-    fn loss_backward(&self, metric: Metric, pred: &BTensor<Self>, target: &BTensor<Self>, weight: &BTensor<Self>, stats: &BTensor<Self>, dpred: &BTensor<Self>);
+    fn loss_backward(
+        &self,
+        metric: Metric,
+        pred: &BTensor<Self>,
+        target: &BTensor<Self>,
+        weight: &BTensor<Self>,
+        stats: &BTensor<Self>,
+        dpred: &BTensor<Self>,
+    );
     /// `out[0] = scale * sum_i x_i` (or of `x_i^2` when `square`).
     fn sum(&self, x: &BTensor<Self>, out: &BTensor<Self>, square: bool, scale: f32);
 
@@ -183,7 +235,15 @@ pub trait Backend {
     /// `||grad||^2` (from [`Backend::sum`]); it drives clipping, and a non-finite value skips the
     /// step, so a NaN never reaches the weights.
     #[allow(clippy::too_many_arguments)]
-    fn adam(&self, step: &AdamStep, params: &BTensor<Self>, grad: &BTensor<Self>, m: &BTensor<Self>, v: &BTensor<Self>, grad_sumsq: &BTensor<Self>);
+    fn adam(
+        &self,
+        step: &AdamStep,
+        params: &BTensor<Self>,
+        grad: &BTensor<Self>,
+        m: &BTensor<Self>,
+        v: &BTensor<Self>,
+        grad_sumsq: &BTensor<Self>,
+    );
     /// `avg = mu * avg + (1 - mu) * x`.
     fn ema(&self, mu: f32, avg: &BTensor<Self>, x: &BTensor<Self>);
 

@@ -177,7 +177,13 @@ impl Launcher {
             }),
         });
         for (i, b) in buffers.iter().enumerate() {
-            assert!(b.offset % align == 0, "{}: binding {} offset {} is not {align}-byte aligned", kernel.name, i + 1, b.offset);
+            assert!(
+                b.offset % align == 0,
+                "{}: binding {} offset {} is not {align}-byte aligned",
+                kernel.name,
+                i + 1,
+                b.offset
+            );
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -217,13 +223,17 @@ impl Launcher {
             usage: wgpu::BufferUsages::COPY_SRC,
         });
         let mut rec = self.rec.borrow_mut();
-        Self::with_encoder(&mut rec, &self.ctx.device, |e| e.copy_buffer_to_buffer(&staging, 0, dst, offset, data.len() as u64));
+        Self::with_encoder(&mut rec, &self.ctx.device, |e| {
+            e.copy_buffer_to_buffer(&staging, 0, dst, offset, data.len() as u64)
+        });
     }
 
     /// Records a copy of `size` bytes.
     pub fn copy(&self, src: &wgpu::Buffer, src_offset: u64, dst: &wgpu::Buffer, dst_offset: u64, size: u64) {
         let mut rec = self.rec.borrow_mut();
-        Self::with_encoder(&mut rec, &self.ctx.device, |e| e.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, size));
+        Self::with_encoder(&mut rec, &self.ctx.device, |e| {
+            e.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, size)
+        });
     }
 
     fn write_staged(&self, rec: &mut Recorder) {

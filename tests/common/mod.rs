@@ -8,8 +8,7 @@ use consistency::tensor::Tensor;
 
 /// The GPU backend on the default adapter (lavapipe on CI machines).
 pub fn gpu() -> GpuBackend {
-    GpuBackend::new_blocking()
-        .expect("a WebGPU-capable adapter (install mesa-vulkan-drivers for lavapipe)")
+    GpuBackend::new_blocking().expect("a WebGPU-capable adapter (install mesa-vulkan-drivers for lavapipe)")
 }
 
 pub fn cpu() -> CpuBackend {
@@ -18,14 +17,10 @@ pub fn cpu() -> CpuBackend {
 
 /// Deterministic pseudo-random values in [-1, 1) (a small LCG: test inputs only).
 pub fn random_vec(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -56,12 +51,7 @@ pub fn assert_close(what: &str, a: &[f32], b: &[f32], rtol: f32, atol: f32) {
         }
     }
     let i = worst.0;
-    assert!(
-        worst.1 <= 0.0,
-        "{what}: element {i} is {} but expected {} (rtol {rtol}, atol {atol})",
-        a[i],
-        b[i]
-    );
+    assert!(worst.1 <= 0.0, "{what}: element {i} is {} but expected {} (rtol {rtol}, atol {atol})", a[i], b[i]);
 }
 
 /// Checks an analytic gradient against central finite differences of

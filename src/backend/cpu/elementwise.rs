@@ -22,7 +22,18 @@ pub fn upsample2x_backward(_planes: usize, _h: usize, _w: usize, _dy: &[f32], _d
     todo!()
 }
 #[allow(clippy::too_many_arguments)]
-pub fn copy_channels(_n: usize, _s: usize, _src_channels: usize, _src_start: usize, _dst_channels: usize, _dst_start: usize, _count: usize, _accumulate: bool, _src: &[f32], _dst: &mut [f32]) {
+pub fn copy_channels(
+    _n: usize,
+    _s: usize,
+    _src_channels: usize,
+    _src_start: usize,
+    _dst_channels: usize,
+    _dst_start: usize,
+    _count: usize,
+    _accumulate: bool,
+    _src: &[f32],
+    _dst: &mut [f32],
+) {
     todo!()
 }
 /// x `[planes, s]` plus e `[planes]`.

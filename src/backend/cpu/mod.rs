@@ -53,7 +53,12 @@ impl Backend for CpuBackend {
     }
 
     fn upload(&self, values: &[f32], shape: &[usize]) -> CpuTensor {
-        assert_eq!(values.len(), shape.iter().product::<usize>(), "upload of {} values into shape {shape:?}", values.len());
+        assert_eq!(
+            values.len(),
+            shape.iter().product::<usize>(),
+            "upload of {} values into shape {shape:?}",
+            values.len()
+        );
         Tensor::new(Rc::new(RefCell::new(values.to_vec())), shape)
     }
 
@@ -99,11 +104,43 @@ impl Backend for CpuBackend {
         conv::channel_sum(n, c, x.len() / (n * c), &data(x), &mut data_mut(out), per_sample)
     }
 
-    fn group_norm(&self, groups: usize, silu: bool, x: &CpuTensor, gamma: &CpuTensor, beta: &CpuTensor, y: &CpuTensor, stats: &CpuTensor) {
+    fn group_norm(
+        &self,
+        groups: usize,
+        silu: bool,
+        x: &CpuTensor,
+        gamma: &CpuTensor,
+        beta: &CpuTensor,
+        y: &CpuTensor,
+        stats: &CpuTensor,
+    ) {
         let (n, c) = (x.dim(0), x.dim(1));
-        norm::group_norm(n, c, x.len() / (n * c), groups, silu, &data(x), &data(gamma), &data(beta), &mut data_mut(y), &mut data_mut(stats))
+        norm::group_norm(
+            n,
+            c,
+            x.len() / (n * c),
+            groups,
+            silu,
+            &data(x),
+            &data(gamma),
+            &data(beta),
+            &mut data_mut(y),
+            &mut data_mut(stats),
+        )
     }
-    fn group_norm_backward(&self, groups: usize, silu: bool, dy: &CpuTensor, x: &CpuTensor, gamma: &CpuTensor, beta: &CpuTensor, stats: &CpuTensor, dx: &CpuTensor, dgamma: &CpuTensor, dbeta: &CpuTensor) {
+    fn group_norm_backward(
+        &self,
+        groups: usize,
+        silu: bool,
+        dy: &CpuTensor,
+        x: &CpuTensor,
+        gamma: &CpuTensor,
+        beta: &CpuTensor,
+        stats: &CpuTensor,
+        dx: &CpuTensor,
+        dgamma: &CpuTensor,
+        dbeta: &CpuTensor,
+    ) {
         let (n, c) = (x.dim(0), x.dim(1));
         norm::group_norm_backward(
             n,
@@ -134,10 +171,29 @@ impl Backend for CpuBackend {
         elementwise::upsample2x_backward(dx.dim(0) * dx.dim(1), dx.dim(2), dx.dim(3), &data(dy), &mut data_mut(dx))
     }
 
-    fn copy_channels(&self, src: &CpuTensor, src_start: usize, dst: &CpuTensor, dst_start: usize, count: usize, accumulate: bool) {
+    fn copy_channels(
+        &self,
+        src: &CpuTensor,
+        src_start: usize,
+        dst: &CpuTensor,
+        dst_start: usize,
+        count: usize,
+        accumulate: bool,
+    ) {
         let (n, cs, cd) = (src.dim(0), src.dim(1), dst.dim(1));
         let s = src.len() / (n * cs);
-        elementwise::copy_channels(n, s, cs, src_start, cd, dst_start, count, accumulate, &data(src), &mut data_mut(dst))
+        elementwise::copy_channels(
+            n,
+            s,
+            cs,
+            src_start,
+            cd,
+            dst_start,
+            count,
+            accumulate,
+            &data(src),
+            &mut data_mut(dst),
+        )
     }
     fn add_channel_bias(&self, x: &CpuTensor, e: &CpuTensor, y: &CpuTensor) {
         let (n, c) = (x.dim(0), x.dim(1));
@@ -153,18 +209,58 @@ impl Backend for CpuBackend {
         elementwise::sinusoidal_embedding(&data(c), out.dim(1) / 2, &mut data_mut(out))
     }
 
-    fn loss(&self, metric: Metric, pred: &CpuTensor, target: &CpuTensor, weight: &CpuTensor, loss: &CpuTensor, stats: &CpuTensor) {
-        loss::loss(metric, pred.dim(0), &data(pred), &data(target), &data(weight), &mut data_mut(loss), &mut data_mut(stats))
+    fn loss(
+        &self,
+        metric: Metric,
+        pred: &CpuTensor,
+        target: &CpuTensor,
+        weight: &CpuTensor,
+        loss: &CpuTensor,
+        stats: &CpuTensor,
+    ) {
+        loss::loss(
+            metric,
+            pred.dim(0),
+            &data(pred),
+            &data(target),
+            &data(weight),
+            &mut data_mut(loss),
+            &mut data_mut(stats),
+        )
     }
-    fn loss_backward(&self, metric: Metric, pred: &CpuTensor, target: &CpuTensor, weight: &CpuTensor, stats: &CpuTensor, dpred: &CpuTensor) {
-        loss::loss_backward(metric, pred.dim(0), &data(pred), &data(target), &data(weight), &data(stats), &mut data_mut(dpred))
+    fn loss_backward(
+        &self,
+        metric: Metric,
+        pred: &CpuTensor,
+        target: &CpuTensor,
+        weight: &CpuTensor,
+        stats: &CpuTensor,
+        dpred: &CpuTensor,
+    ) {
+        loss::loss_backward(
+            metric,
+            pred.dim(0),
+            &data(pred),
+            &data(target),
+            &data(weight),
+            &data(stats),
+            &mut data_mut(dpred),
+        )
     }
     fn sum(&self, x: &CpuTensor, out: &CpuTensor, square: bool, scale: f32) {
         let total = loss::sum(&data(x), square, scale);
         data_mut(out)[0] = total;
     }
 
-    fn adam(&self, step: &AdamStep, params: &CpuTensor, grad: &CpuTensor, m: &CpuTensor, v: &CpuTensor, grad_sumsq: &CpuTensor) {
+    fn adam(
+        &self,
+        step: &AdamStep,
+        params: &CpuTensor,
+        grad: &CpuTensor,
+        m: &CpuTensor,
+        v: &CpuTensor,
+        grad_sumsq: &CpuTensor,
+    ) {
         let sumsq = data(grad_sumsq)[0];
         optim::adam(step, &mut data_mut(params), &data(grad), &mut data_mut(m), &mut data_mut(v), sumsq)
     }

@@ -28,13 +28,28 @@ pub fn upsample2x(_be: &GpuBackend, _x: &GpuTensor, _y: &GpuTensor) {
 pub fn upsample2x_backward(_be: &GpuBackend, _dy: &GpuTensor, _dx: &GpuTensor) {
     todo!()
 }
-pub fn copy_channels(_be: &GpuBackend, _src: &GpuTensor, _src_start: usize, _dst: &GpuTensor, _dst_start: usize, _count: usize, _accumulate: bool) {
+pub fn copy_channels(
+    _be: &GpuBackend,
+    _src: &GpuTensor,
+    _src_start: usize,
+    _dst: &GpuTensor,
+    _dst_start: usize,
+    _count: usize,
+    _accumulate: bool,
+) {
     todo!()
 }
 pub fn add_channel_bias(_be: &GpuBackend, _x: &GpuTensor, _e: &GpuTensor, _y: &GpuTensor) {
     todo!()
 }
-pub fn scale_add(_be: &GpuBackend, _alpha: &GpuTensor, _x: &GpuTensor, _beta: &GpuTensor, _y: &GpuTensor, _out: &GpuTensor) {
+pub fn scale_add(
+    _be: &GpuBackend,
+    _alpha: &GpuTensor,
+    _x: &GpuTensor,
+    _beta: &GpuTensor,
+    _y: &GpuTensor,
+    _out: &GpuTensor,
+) {
     todo!()
 }
 pub fn sinusoidal_embedding(_be: &GpuBackend, _c: &GpuTensor, _out: &GpuTensor) {

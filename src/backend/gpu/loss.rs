@@ -3,10 +3,26 @@
 use super::{GpuBackend, GpuTensor};
 use crate::backend::Metric;
 
-pub fn loss(_be: &GpuBackend, _metric: Metric, _pred: &GpuTensor, _target: &GpuTensor, _weight: &GpuTensor, _loss: &GpuTensor, _stats: &GpuTensor) {
+pub fn loss(
+    _be: &GpuBackend,
+    _metric: Metric,
+    _pred: &GpuTensor,
+    _target: &GpuTensor,
+    _weight: &GpuTensor,
+    _loss: &GpuTensor,
+    _stats: &GpuTensor,
+) {
     todo!()
 }
-pub fn loss_backward(_be: &GpuBackend, _metric: Metric, _pred: &GpuTensor, _target: &GpuTensor, _weight: &GpuTensor, _stats: &GpuTensor, _dpred: &GpuTensor) {
+pub fn loss_backward(
+    _be: &GpuBackend,
+    _metric: Metric,
+    _pred: &GpuTensor,
+    _target: &GpuTensor,
+    _weight: &GpuTensor,
+    _stats: &GpuTensor,
+    _dpred: &GpuTensor,
+) {
     todo!()
 }
 pub fn sum(_be: &GpuBackend, _x: &GpuTensor, _out: &GpuTensor, _square: bool, _scale: f32) {

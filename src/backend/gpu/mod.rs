@@ -109,7 +109,13 @@ impl GpuBackend {
         self.launcher.wait()
     }
 
-    pub(crate) fn dispatch<P: bytemuck::Pod>(&self, kernel: &Kernel, params: &P, tensors: &[&GpuTensor], workgroups: [u32; 3]) {
+    pub(crate) fn dispatch<P: bytemuck::Pod>(
+        &self,
+        kernel: &Kernel,
+        params: &P,
+        tensors: &[&GpuTensor],
+        workgroups: [u32; 3],
+    ) {
         let bindings: Vec<Binding> = tensors.iter().map(|t| bind(t)).collect();
         self.launcher.dispatch(kernel, bytemuck::bytes_of(params), &bindings, workgroups);
     }
@@ -143,7 +149,13 @@ impl Backend for GpuBackend {
 
     fn copy(&self, src: &GpuTensor, dst: &GpuTensor) {
         assert_eq!(src.len(), dst.len());
-        self.launcher.copy(src.storage.raw(), (src.offset * 4) as u64, dst.storage.raw(), (dst.offset * 4) as u64, (src.len() * 4) as u64);
+        self.launcher.copy(
+            src.storage.raw(),
+            (src.offset * 4) as u64,
+            dst.storage.raw(),
+            (dst.offset * 4) as u64,
+            (src.len() * 4) as u64,
+        );
     }
 
     fn upload_bytes(&self, data: &[u8]) -> GpuBytes {
@@ -185,10 +197,31 @@ impl Backend for GpuBackend {
         conv::channel_sum(self, x, out, per_sample)
     }
 
-    fn group_norm(&self, groups: usize, silu: bool, x: &GpuTensor, gamma: &GpuTensor, beta: &GpuTensor, y: &GpuTensor, stats: &GpuTensor) {
+    fn group_norm(
+        &self,
+        groups: usize,
+        silu: bool,
+        x: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        y: &GpuTensor,
+        stats: &GpuTensor,
+    ) {
         norm::group_norm(self, groups, silu, x, gamma, beta, y, stats)
     }
-    fn group_norm_backward(&self, groups: usize, silu: bool, dy: &GpuTensor, x: &GpuTensor, gamma: &GpuTensor, beta: &GpuTensor, stats: &GpuTensor, dx: &GpuTensor, dgamma: &GpuTensor, dbeta: &GpuTensor) {
+    fn group_norm_backward(
+        &self,
+        groups: usize,
+        silu: bool,
+        dy: &GpuTensor,
+        x: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        stats: &GpuTensor,
+        dx: &GpuTensor,
+        dgamma: &GpuTensor,
+        dbeta: &GpuTensor,
+    ) {
         norm::group_norm_backward(self, groups, silu, dy, x, gamma, beta, stats, dx, dgamma, dbeta)
     }
     fn silu(&self, x: &GpuTensor, y: &GpuTensor) {
@@ -204,7 +237,15 @@ impl Backend for GpuBackend {
         elementwise::upsample2x_backward(self, dy, dx)
     }
 
-    fn copy_channels(&self, src: &GpuTensor, src_start: usize, dst: &GpuTensor, dst_start: usize, count: usize, accumulate: bool) {
+    fn copy_channels(
+        &self,
+        src: &GpuTensor,
+        src_start: usize,
+        dst: &GpuTensor,
+        dst_start: usize,
+        count: usize,
+        accumulate: bool,
+    ) {
         elementwise::copy_channels(self, src, src_start, dst, dst_start, count, accumulate)
     }
     fn add_channel_bias(&self, x: &GpuTensor, e: &GpuTensor, y: &GpuTensor) {
@@ -220,17 +261,41 @@ impl Backend for GpuBackend {
         elementwise::sinusoidal_embedding(self, c, out)
     }
 
-    fn loss(&self, metric: Metric, pred: &GpuTensor, target: &GpuTensor, weight: &GpuTensor, loss: &GpuTensor, stats: &GpuTensor) {
+    fn loss(
+        &self,
+        metric: Metric,
+        pred: &GpuTensor,
+        target: &GpuTensor,
+        weight: &GpuTensor,
+        loss: &GpuTensor,
+        stats: &GpuTensor,
+    ) {
         loss::loss(self, metric, pred, target, weight, loss, stats)
     }
-    fn loss_backward(&self, metric: Metric, pred: &GpuTensor, target: &GpuTensor, weight: &GpuTensor, stats: &GpuTensor, dpred: &GpuTensor) {
+    fn loss_backward(
+        &self,
+        metric: Metric,
+        pred: &GpuTensor,
+        target: &GpuTensor,
+        weight: &GpuTensor,
+        stats: &GpuTensor,
+        dpred: &GpuTensor,
+    ) {
         loss::loss_backward(self, metric, pred, target, weight, stats, dpred)
     }
     fn sum(&self, x: &GpuTensor, out: &GpuTensor, square: bool, scale: f32) {
         loss::sum(self, x, out, square, scale)
     }
 
-    fn adam(&self, step: &AdamStep, params: &GpuTensor, grad: &GpuTensor, m: &GpuTensor, v: &GpuTensor, grad_sumsq: &GpuTensor) {
+    fn adam(
+        &self,
+        step: &AdamStep,
+        params: &GpuTensor,
+        grad: &GpuTensor,
+        m: &GpuTensor,
+        v: &GpuTensor,
+        grad_sumsq: &GpuTensor,
+    ) {
         optim::adam(self, step, params, grad, m, v, grad_sumsq)
     }
     fn ema(&self, mu: f32, avg: &GpuTensor, x: &GpuTensor) {
@@ -257,4 +322,3 @@ impl GpuBytes {
         Binding { buffer: self.buffer.raw(), offset: 0, size: self.len.next_multiple_of(4) as u64 }
     }
 }
-

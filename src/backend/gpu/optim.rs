@@ -3,7 +3,15 @@
 use super::{GpuBackend, GpuTensor};
 use crate::backend::AdamStep;
 
-pub fn adam(_be: &GpuBackend, _step: &AdamStep, _params: &GpuTensor, _grad: &GpuTensor, _m: &GpuTensor, _v: &GpuTensor, _grad_sumsq: &GpuTensor) {
+pub fn adam(
+    _be: &GpuBackend,
+    _step: &AdamStep,
+    _params: &GpuTensor,
+    _grad: &GpuTensor,
+    _m: &GpuTensor,
+    _v: &GpuTensor,
+    _grad_sumsq: &GpuTensor,
+) {
     todo!()
 }
 pub fn ema(_be: &GpuBackend, _mu: f32, _avg: &GpuTensor, _x: &GpuTensor) {

@@ -1,0 +1,1 @@
+//! The browser binding (wasm-bindgen): the only module that touches web-sys.
