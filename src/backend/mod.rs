@@ -104,6 +104,8 @@ pub trait Backend {
     fn name(&self) -> String;
 
     // ---- memory --------------------------------------------------------------------------
+    /// A new tensor of `shape` whose contents are undefined: for outputs an op overwrites.
+    fn empty(&self, shape: &[usize]) -> BTensor<Self>;
     /// A new tensor of `shape`, filled with zeros.
     fn zeros(&self, shape: &[usize]) -> BTensor<Self>;
     /// A new tensor holding `data`.

@@ -1,27 +1,243 @@
 //! CPU twins of `../gpu/conv.rs`: convolution via im2col and sgemm, linear layers, channel sums.
+//!
+//! Every product goes through `matrixmultiply::sgemm`, which takes row and column strides, so a
+//! transposed operand costs nothing. Convolutions work one sample at a time (im2col of one
+//! sample stays in cache) with samples spread over rayon's threads.
+
+use rayon::prelude::*;
 
 use crate::backend::Conv2d;
 
-pub fn conv2d(_g: &Conv2d, _x: &[f32], _w: &[f32], _b: &[f32], _y: &mut [f32]) {
-    todo!()
+/// `c = alpha a b + beta c`, a `[m, k]`, b `[k, n]`, c `[m, n]`, each given as (slice, row
+/// stride, column stride). With beta 0, c need not be initialised.
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    (m, k, n): (usize, usize, usize),
+    (a, rsa, csa): (&[f32], usize, usize),
+    (b, rsb, csb): (&[f32], usize, usize),
+    beta: f32,
+    (c, rsc, csc): (&mut [f32], usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // The last element each operand reaches must lie inside its slice: this is what makes the
+    // unsafe call sound.
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(c.len() > last(m, n, rsc, csc), "gemm: c too short");
+    if k > 0 {
+        assert!(a.len() > last(m, k, rsa, csa) && b.len() > last(k, n, rsb, csb), "gemm: operand too short");
+    }
+    // SAFETY: all three operands are in bounds (checked above); c does not alias a or b (it is a
+    // distinct &mut borrow).
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            rsc as isize,
+            csc as isize,
+        )
+    }
 }
-pub fn conv2d_backward_input(_g: &Conv2d, _dy: &[f32], _w: &[f32], _dx: &mut [f32]) {
-    todo!()
+
+/// Whether im2col of this geometry is the input itself (1x1, stride 1: no copy needed).
+fn is_pointwise(g: &Conv2d) -> bool {
+    g.kernel == 1 && g.stride == 1
 }
-pub fn conv2d_backward_weight(_g: &Conv2d, _dy: &[f32], _x: &[f32], _dw: &mut [f32]) {
-    todo!()
+
+/// The input pixel that output pixel `o` reads through tap `t` along one axis, if not padding.
+fn source(o: usize, t: usize, g: &Conv2d, len: usize) -> Option<usize> {
+    (o * g.stride + t).checked_sub(g.pad()).filter(|&i| i < len)
 }
+
+/// im2col of one sample: col `[Cin * k * k, OH * OW]`, row `(ci, ky, kx)` holding the input
+/// pixel each output pixel sees through that tap (0 in the padding).
+fn im2col(g: &Conv2d, x: &[f32], col: &mut [f32]) {
+    let (oh, ow, k) = (g.out_height(), g.out_width(), g.kernel);
+    let mut rows = col.chunks_exact_mut(oh * ow);
+    for plane in x.chunks_exact(g.height * g.width) {
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = rows.next().expect("col has Cin * k * k rows");
+                for oy in 0..oh {
+                    let out = &mut row[oy * ow..(oy + 1) * ow];
+                    match source(oy, ky, g, g.height) {
+                        None => out.fill(0.0),
+                        Some(iy) => {
+                            let line = &plane[iy * g.width..(iy + 1) * g.width];
+                            for (ox, v) in out.iter_mut().enumerate() {
+                                *v = source(ox, kx, g, g.width).map_or(0.0, |ix| line[ix]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of im2col: adds each entry of col back onto the input pixel it came from.
+fn col2im(g: &Conv2d, col: &[f32], dx: &mut [f32]) {
+    let (oh, ow, k) = (g.out_height(), g.out_width(), g.kernel);
+    dx.fill(0.0);
+    let mut rows = col.chunks_exact(oh * ow);
+    for plane in dx.chunks_exact_mut(g.height * g.width) {
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = rows.next().expect("col has Cin * k * k rows");
+                for oy in 0..oh {
+                    let Some(iy) = source(oy, ky, g, g.height) else { continue };
+                    let line = &mut plane[iy * g.width..(iy + 1) * g.width];
+                    for (ox, &v) in row[oy * ow..(oy + 1) * ow].iter().enumerate() {
+                        if let Some(ix) = source(ox, kx, g, g.width) {
+                            line[ix] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_lengths(g: &Conv2d, x: usize, w: usize, y: usize) {
+    let len = |s: [usize; 4]| s.iter().product::<usize>();
+    assert!(
+        x == len(g.input_shape()) && w == len(g.weight_shape()) && y == len(g.output_shape()),
+        "conv lengths {x} {w} {y} do not match {g:?}"
+    );
+}
+
+pub fn conv2d(g: &Conv2d, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
+    check_lengths(g, x.len(), w.len(), y.len());
+    assert_eq!(b.len(), g.out_channels, "conv2d: bias length");
+    let (kdim, pixels) = (g.in_channels * g.kernel * g.kernel, g.out_height() * g.out_width());
+    let x_samples = x.par_chunks_exact(g.in_channels * g.height * g.width);
+    y.par_chunks_exact_mut(g.out_channels * pixels).zip(x_samples).for_each_init(
+        || vec![0.0; if is_pointwise(g) { 0 } else { kdim * pixels }],
+        |col, (y, x)| {
+            // Start from the bias so the product can be added onto it (beta = 1).
+            for (plane, &bias) in y.chunks_exact_mut(pixels).zip(b) {
+                plane.fill(bias);
+            }
+            let col: &[f32] = if is_pointwise(g) {
+                x
+            } else {
+                im2col(g, x, col);
+                col
+            };
+            // y [Cout, P] += w [Cout, K] col [K, P]
+            gemm((g.out_channels, kdim, pixels), (w, kdim, 1), (col, pixels, 1), 1.0, (y, pixels, 1));
+        },
+    );
+}
+
+pub fn conv2d_backward_input(g: &Conv2d, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+    check_lengths(g, dx.len(), w.len(), dy.len());
+    let (kdim, pixels) = (g.in_channels * g.kernel * g.kernel, g.out_height() * g.out_width());
+    let dy_samples = dy.par_chunks_exact(g.out_channels * pixels);
+    dx.par_chunks_exact_mut(g.in_channels * g.height * g.width).zip(dy_samples).for_each_init(
+        || vec![0.0; if is_pointwise(g) { 0 } else { kdim * pixels }],
+        |col, (dx, dy)| {
+            // col [K, P] = w^T [K, Cout] dy [Cout, P]; w^T is w [Cout, K] read column-major.
+            if is_pointwise(g) {
+                // im2col is the identity here, so col is dx itself.
+                gemm((kdim, g.out_channels, pixels), (w, 1, kdim), (dy, pixels, 1), 0.0, (dx, pixels, 1));
+            } else {
+                gemm((kdim, g.out_channels, pixels), (w, 1, kdim), (dy, pixels, 1), 0.0, (col, pixels, 1));
+                col2im(g, col, dx);
+            }
+        },
+    );
+}
+
+/// Samples per group in the weight gradient: each group sums into its own partial, and the
+/// partials are added in group order, so the result does not depend on the thread count.
+const WEIGHT_GRAD_GROUP: usize = 8;
+
+pub fn conv2d_backward_weight(g: &Conv2d, dy: &[f32], x: &[f32], dw: &mut [f32]) {
+    check_lengths(g, x.len(), dw.len(), dy.len());
+    let (kdim, pixels) = (g.in_channels * g.kernel * g.kernel, g.out_height() * g.out_width());
+    let (x_len, dy_len) = (g.in_channels * g.height * g.width, g.out_channels * pixels);
+    let groups = g.batch.div_ceil(WEIGHT_GRAD_GROUP);
+    let partials: Vec<Vec<f32>> = (0..groups)
+        .into_par_iter()
+        .map(|group| {
+            let mut partial = vec![0.0; dw.len()];
+            let mut col = vec![0.0; if is_pointwise(g) { 0 } else { kdim * pixels }];
+            let samples = group * WEIGHT_GRAD_GROUP..((group + 1) * WEIGHT_GRAD_GROUP).min(g.batch);
+            for s in samples {
+                let (x, dy) = (&x[s * x_len..(s + 1) * x_len], &dy[s * dy_len..(s + 1) * dy_len]);
+                let col: &[f32] = if is_pointwise(g) {
+                    x
+                } else {
+                    im2col(g, x, &mut col);
+                    &col
+                };
+                // partial [Cout, K] += dy [Cout, P] col^T [P, K]
+                gemm((g.out_channels, pixels, kdim), (dy, pixels, 1), (col, 1, pixels), 1.0, (&mut partial, kdim, 1));
+            }
+            partial
+        })
+        .collect();
+    dw.fill(0.0);
+    for partial in &partials {
+        dw.iter_mut().zip(partial).for_each(|(d, p)| *d += p);
+    }
+}
+
 /// x `[n, i]`, w `[o, i]`, b `[o]` -> y `[n, o]`.
 #[allow(clippy::too_many_arguments)]
-pub fn linear(_n: usize, _i: usize, _o: usize, _x: &[f32], _w: &[f32], _b: &[f32], _y: &mut [f32]) {
-    todo!()
+pub fn linear(n: usize, i: usize, o: usize, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
+    assert!(x.len() == n * i && w.len() == o * i && b.len() == o && y.len() == n * o, "linear: lengths");
+    for row in y.chunks_exact_mut(o) {
+        row.copy_from_slice(b);
+    }
+    // y [n, o] += x [n, i] w^T [i, o]
+    gemm((n, i, o), (x, i, 1), (w, 1, i), 1.0, (y, o, 1));
 }
-pub fn linear_backward_input(_n: usize, _i: usize, _o: usize, _dy: &[f32], _w: &[f32], _dx: &mut [f32]) {
-    todo!()
+
+pub fn linear_backward_input(n: usize, i: usize, o: usize, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+    assert!(dy.len() == n * o && w.len() == o * i && dx.len() == n * i, "linear_backward_input: lengths");
+    // dx [n, i] = dy [n, o] w [o, i]
+    gemm((n, o, i), (dy, o, 1), (w, i, 1), 0.0, (dx, i, 1));
 }
-pub fn linear_backward_weight(_n: usize, _i: usize, _o: usize, _dy: &[f32], _x: &[f32], _dw: &mut [f32]) {
-    todo!()
+
+pub fn linear_backward_weight(n: usize, i: usize, o: usize, dy: &[f32], x: &[f32], dw: &mut [f32]) {
+    assert!(dy.len() == n * o && x.len() == n * i && dw.len() == o * i, "linear_backward_weight: lengths");
+    // dw [o, i] = dy^T [o, n] x [n, i]
+    gemm((o, n, i), (dy, 1, o), (x, i, 1), 0.0, (dw, i, 1));
 }
-pub fn channel_sum(_n: usize, _c: usize, _s: usize, _x: &[f32], _out: &mut [f32], _per_sample: bool) {
-    todo!()
+
+/// Sums of x `[n, c, s]` over n and s into out `[c]`, or over s into out `[n, c]` when
+/// `per_sample`. Accumulates in f64: this is the reference the GPU's f32 tree is checked against.
+pub fn channel_sum(n: usize, c: usize, s: usize, x: &[f32], out: &mut [f32], per_sample: bool) {
+    assert_eq!(x.len(), n * c * s, "channel_sum: input length");
+    if per_sample {
+        assert_eq!(out.len(), n * c, "channel_sum: output length");
+        if s == 0 {
+            out.fill(0.0);
+            return;
+        }
+        // Output o = (sample, channel) sums the contiguous run x[o * s..(o + 1) * s].
+        out.par_iter_mut()
+            .zip(x.par_chunks_exact(s))
+            .for_each(|(o, run)| *o = run.iter().map(|&v| v as f64).sum::<f64>() as f32);
+    } else {
+        assert_eq!(out.len(), c, "channel_sum: output length");
+        out.par_iter_mut().enumerate().for_each(|(ch, o)| {
+            let total: f64 =
+                (0..n).map(|b| x[(b * c + ch) * s..][..s].iter().map(|&v| v as f64).sum::<f64>()).sum();
+            *o = total as f32;
+        });
+    }
 }

@@ -7,42 +7,135 @@ pub fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
     out.par_iter_mut().zip(a.par_iter().zip(b)).for_each(|(o, (a, b))| *o = a + b);
 }
 
-pub fn silu(_x: &[f32], _y: &mut [f32]) {
-    todo!()
+/// `sigmoid(v)` through `exp(-|v|)`, which never overflows (the kernels use the same form).
+fn sigmoid(v: f32) -> f32 {
+    let e = (-v.abs()).exp();
+    if v >= 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
+    }
 }
-pub fn silu_backward(_x: &[f32], _dy: &[f32], _dx: &mut [f32]) {
-    todo!()
+
+pub fn silu(x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len());
+    y.par_iter_mut().zip(x.par_iter()).for_each(|(y, &x)| *y = x * sigmoid(x));
 }
+
+pub fn silu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    assert!(x.len() == dy.len() && x.len() == dx.len());
+    dx.par_iter_mut().zip(x.par_iter().zip(dy)).for_each(|(dx, (&x, &dy))| {
+        let s = sigmoid(x);
+        *dx = dy * (s + x * s * (1.0 - s));
+    });
+}
+
 /// x `[planes, h, w]` -> y `[planes, 2h, 2w]`.
-pub fn upsample2x(_planes: usize, _h: usize, _w: usize, _x: &[f32], _y: &mut [f32]) {
-    todo!()
+pub fn upsample2x(planes: usize, h: usize, w: usize, x: &[f32], y: &mut [f32]) {
+    assert!(x.len() == planes * h * w && y.len() == 4 * x.len());
+    if x.is_empty() {
+        return;
+    }
+    y.par_chunks_mut(4 * h * w).zip(x.par_chunks(h * w)).for_each(|(y, x)| {
+        for (oy, row) in y.chunks_mut(2 * w).enumerate() {
+            for (ox, v) in row.iter_mut().enumerate() {
+                *v = x[(oy / 2) * w + ox / 2];
+            }
+        }
+    });
 }
+
 /// dy `[planes, 2h, 2w]` -> dx `[planes, h, w]`.
-pub fn upsample2x_backward(_planes: usize, _h: usize, _w: usize, _dy: &[f32], _dx: &mut [f32]) {
-    todo!()
+pub fn upsample2x_backward(planes: usize, h: usize, w: usize, dy: &[f32], dx: &mut [f32]) {
+    assert!(dx.len() == planes * h * w && dy.len() == 4 * dx.len());
+    if dx.is_empty() {
+        return;
+    }
+    let ow = 2 * w;
+    dx.par_chunks_mut(h * w).zip(dy.par_chunks(4 * h * w)).for_each(|(dx, dy)| {
+        for iy in 0..h {
+            for ix in 0..w {
+                let top = 2 * iy * ow + 2 * ix;
+                // Same order of additions as the kernel, so both give identical sums.
+                dx[iy * w + ix] = (dy[top] + dy[top + 1]) + (dy[top + ow] + dy[top + ow + 1]);
+            }
+        }
+    });
 }
+
 #[allow(clippy::too_many_arguments)]
 pub fn copy_channels(
-    _n: usize,
-    _s: usize,
-    _src_channels: usize,
-    _src_start: usize,
-    _dst_channels: usize,
-    _dst_start: usize,
-    _count: usize,
-    _accumulate: bool,
-    _src: &[f32],
-    _dst: &mut [f32],
+    n: usize,
+    s: usize,
+    src_channels: usize,
+    src_start: usize,
+    dst_channels: usize,
+    dst_start: usize,
+    count: usize,
+    accumulate: bool,
+    src: &[f32],
+    dst: &mut [f32],
 ) {
-    todo!()
+    assert!(src_start + count <= src_channels && dst_start + count <= dst_channels);
+    assert!(src.len() == n * src_channels * s && dst.len() == n * dst_channels * s);
+    let run = count * s;
+    if run == 0 {
+        return;
+    }
+    // Per sample, the copied channels are one contiguous run in both tensors.
+    dst.par_chunks_mut(dst_channels * s).zip(src.par_chunks(src_channels * s)).for_each(|(dst, src)| {
+        let from = &src[src_start * s..src_start * s + run];
+        let to = &mut dst[dst_start * s..dst_start * s + run];
+        if accumulate {
+            to.iter_mut().zip(from).for_each(|(d, v)| *d += v);
+        } else {
+            to.copy_from_slice(from);
+        }
+    });
 }
+
 /// x `[planes, s]` plus e `[planes]`.
-pub fn add_channel_bias(_planes: usize, _s: usize, _x: &[f32], _e: &[f32], _y: &mut [f32]) {
-    todo!()
+pub fn add_channel_bias(planes: usize, s: usize, x: &[f32], e: &[f32], y: &mut [f32]) {
+    assert!(x.len() == planes * s && e.len() == planes && y.len() == x.len());
+    if s == 0 {
+        return;
+    }
+    y.par_chunks_mut(s).zip(x.par_chunks(s)).zip(e.par_iter()).for_each(|((y, x), &e)| {
+        y.iter_mut().zip(x).for_each(|(y, &x)| *y = x + e);
+    });
 }
-pub fn scale_add(_n: usize, _alpha: &[f32], _x: &[f32], _beta: &[f32], _y: &[f32], _out: &mut [f32]) {
-    todo!()
+
+pub fn scale_add(n: usize, alpha: &[f32], x: &[f32], beta: &[f32], y: &[f32], out: &mut [f32]) {
+    assert!(alpha.len() == n && beta.len() == n && y.len() == x.len() && out.len() == x.len());
+    if out.is_empty() {
+        return;
+    }
+    let d = x.len() / n;
+    out.par_chunks_mut(d).zip(x.par_chunks(d).zip(y.par_chunks(d))).enumerate().for_each(|(i, (out, (x, y)))| {
+        let (a, b) = (alpha[i], beta[i]);
+        out.iter_mut().zip(x.iter().zip(y)).for_each(|(o, (&x, &y))| *o = a * x + b * y);
+    });
 }
-pub fn sinusoidal_embedding(_c: &[f32], _half: usize, _out: &mut [f32]) {
-    todo!()
+
+/// `ln(10000)`, rounded to f32 as the kernel's constant is.
+const LN_10000: f32 = 9.210_340_371_976_184;
+
+pub fn sinusoidal_embedding(c: &[f32], half: usize, out: &mut [f32]) {
+    assert_eq!(out.len(), c.len() * 2 * half);
+    if half == 0 {
+        return;
+    }
+    // The frequency and the argument are computed in f32 with the kernel's operations, so both
+    // backends evaluate sin/cos at (nearly) the same point; the arguments reach ~1600 rad, where
+    // one f32 ulp is ~1e-4 rad, so computing them in f64 here would not be a better reference
+    // for what the GPU can do, only a different one.
+    for (row, &c) in out.chunks_mut(2 * half).zip(c) {
+        let (sin, cos) = row.split_at_mut(half);
+        for i in 0..half {
+            let freq = (-LN_10000 * i as f32 / half as f32).exp();
+            let arg = 1000.0 * c * freq;
+            sin[i] = arg.sin();
+            cos[i] = arg.cos();
+        }
+    }
 }

@@ -48,6 +48,10 @@ impl Backend for CpuBackend {
         format!("cpu ({} threads)", rayon::current_num_threads())
     }
 
+    fn empty(&self, shape: &[usize]) -> CpuTensor {
+        self.zeros(shape)
+    }
+
     fn zeros(&self, shape: &[usize]) -> CpuTensor {
         Tensor::new(Rc::new(RefCell::new(vec![0.0; shape.iter().product()])), shape)
     }

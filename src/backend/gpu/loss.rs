@@ -1,30 +1,95 @@
 //! Per-sample weighted losses, their gradients, and sum reductions.
 
-use super::{GpuBackend, GpuTensor};
+use bytemuck::{Pod, Zeroable};
+
+use super::{grid, kernel, GpuBackend, GpuTensor, WORKGROUP};
 use crate::backend::Metric;
 
+/// Mirrors `Params` of `loss_forward.wgsl` and `loss_backward.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct LossParams {
+    n: u32,
+    d: u32,
+    metric: u32,
+    c: f32,
+}
+
+impl LossParams {
+    fn new(metric: Metric, pred: &GpuTensor) -> Self {
+        let n = pred.dim(0);
+        let (metric, c) = match metric {
+            Metric::L2 => (0, 0.0),
+            Metric::L1 => (1, 0.0),
+            Metric::PseudoHuber { c } => (2, c),
+        };
+        LossParams { n: n as u32, d: (pred.len() / n) as u32, metric, c }
+    }
+}
+
 pub fn loss(
-    _be: &GpuBackend,
-    _metric: Metric,
-    _pred: &GpuTensor,
-    _target: &GpuTensor,
-    _weight: &GpuTensor,
-    _loss: &GpuTensor,
-    _stats: &GpuTensor,
+    be: &GpuBackend,
+    metric: Metric,
+    pred: &GpuTensor,
+    target: &GpuTensor,
+    weight: &GpuTensor,
+    loss: &GpuTensor,
+    stats: &GpuTensor,
 ) {
-    todo!()
+    let n = pred.dim(0);
+    assert_eq!(pred.len(), target.len(), "loss: pred and target lengths");
+    assert!(weight.len() == n && loss.len() == n && stats.len() == n, "loss: weight, loss and stats must be [{n}]");
+    let p = LossParams::new(metric, pred);
+    // One workgroup per sample.
+    be.dispatch(&kernel!("loss_forward"), &p, &[pred, target, weight, loss, stats], grid(n, 1));
 }
+
 pub fn loss_backward(
-    _be: &GpuBackend,
-    _metric: Metric,
-    _pred: &GpuTensor,
-    _target: &GpuTensor,
-    _weight: &GpuTensor,
-    _stats: &GpuTensor,
-    _dpred: &GpuTensor,
+    be: &GpuBackend,
+    metric: Metric,
+    pred: &GpuTensor,
+    target: &GpuTensor,
+    weight: &GpuTensor,
+    stats: &GpuTensor,
+    dpred: &GpuTensor,
 ) {
-    todo!()
+    let n = pred.dim(0);
+    assert!(pred.len() == target.len() && pred.len() == dpred.len(), "loss_backward: pred, target, dpred lengths");
+    assert!(weight.len() == n && stats.len() == n, "loss_backward: weight and stats must be [{n}]");
+    let p = LossParams::new(metric, pred);
+    be.dispatch(&kernel!("loss_backward"), &p, &[pred, target, weight, stats, dpred], grid(pred.len(), WORKGROUP));
 }
-pub fn sum(_be: &GpuBackend, _x: &GpuTensor, _out: &GpuTensor, _square: bool, _scale: f32) {
-    todo!()
+
+/// Mirrors `Params` of `sum_reduce.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SumParams {
+    len: u32,
+    square: u32,
+    scale: f32,
+}
+
+/// Workgroups of the first pass at most: the second pass then reads one partial per thread.
+/// With 256 x 256 threads, a million values are about 15 per thread.
+const SUM_GROUPS: usize = WORKGROUP as usize;
+
+pub fn sum(be: &GpuBackend, x: &GpuTensor, out: &GpuTensor, square: bool, scale: f32) {
+    assert!(!out.is_empty(), "sum: out must hold one value");
+    let out = &out.view(0, &[1]);
+    let len = x.len();
+    let groups = len.div_ceil(WORKGROUP as usize).clamp(1, SUM_GROUPS);
+    let kernel = kernel!("sum_reduce");
+    if groups == 1 {
+        // One workgroup covers it all: the first pass is already the total.
+        let p = SumParams { len: len as u32, square: square as u32, scale };
+        be.dispatch(&kernel, &p, &[x, out], [1, 1, 1]);
+        return;
+    }
+    // The partials only live until the second pass; dropping the tensor returns its buffer to
+    // the pool, which is safe because later uses are recorded after this one.
+    let partials = be.empty(&[groups]);
+    let first = SumParams { len: len as u32, square: square as u32, scale: 1.0 };
+    be.dispatch(&kernel, &first, &[x, &partials], [groups as u32, 1, 1]);
+    let second = SumParams { len: groups as u32, square: 0, scale };
+    be.dispatch(&kernel, &second, &[&partials, out], [1, 1, 1]);
 }

@@ -129,6 +129,10 @@ impl Backend for GpuBackend {
         self.context().adapter.to_string()
     }
 
+    fn empty(&self, shape: &[usize]) -> GpuTensor {
+        GpuBackend::empty(self, shape)
+    }
+
     fn zeros(&self, shape: &[usize]) -> GpuTensor {
         let t = self.empty(shape);
         self.write(&t, &vec![0.0; t.len()]);

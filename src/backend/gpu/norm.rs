@@ -1,33 +1,108 @@
 //! Group normalisation (with an optional fused SiLU) and its backward pass.
 
-use super::{GpuBackend, GpuTensor};
+use bytemuck::{Pod, Zeroable};
+
+use super::{grid, kernel, GpuBackend, GpuTensor};
+
+/// Added to the group variance before the square root (PyTorch's default; the CPU twin uses the same).
+const EPS: f32 = 1e-5;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Forward {
+    /// (sample, group) pairs, one workgroup each.
+    count: u32,
+    groups: u32,
+    /// Channels per group.
+    cpg: u32,
+    /// Spatial size H * W.
+    s: u32,
+    silu: u32,
+    eps: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Backward {
+    batch: u32,
+    channels: u32,
+    groups: u32,
+    cpg: u32,
+    s: u32,
+    silu: u32,
+}
+
+/// (N, C, S) of x `[N, C, ...]`, checked against `groups` and the stats shape.
+fn geometry(groups: usize, x: &GpuTensor, gamma: &GpuTensor, beta: &GpuTensor, stats: &GpuTensor) -> (usize, usize, usize) {
+    let (n, c) = (x.dim(0), x.dim(1));
+    assert!(groups > 0 && c % groups == 0, "group_norm: {c} channels do not split into {groups} groups");
+    assert!(gamma.len() == c && beta.len() == c, "group_norm: gamma {:?} / beta {:?} for {c} channels", gamma.shape, beta.shape);
+    assert_eq!(stats.len(), n * groups * 2, "group_norm: stats {:?} for {n} samples, {groups} groups", stats.shape);
+    assert!(x.len() <= u32::MAX as usize, "group_norm: {} values exceed u32 indexing", x.len());
+    (n, c, x.len() / (n * c))
+}
 
 #[allow(clippy::too_many_arguments)]
 pub fn group_norm(
-    _be: &GpuBackend,
-    _groups: usize,
-    _silu: bool,
-    _x: &GpuTensor,
-    _gamma: &GpuTensor,
-    _beta: &GpuTensor,
-    _y: &GpuTensor,
-    _stats: &GpuTensor,
+    be: &GpuBackend,
+    groups: usize,
+    silu: bool,
+    x: &GpuTensor,
+    gamma: &GpuTensor,
+    beta: &GpuTensor,
+    y: &GpuTensor,
+    stats: &GpuTensor,
 ) {
-    todo!()
+    let (n, c, s) = geometry(groups, x, gamma, beta, stats);
+    assert_eq!(y.len(), x.len(), "group_norm: y {:?} for x {:?}", y.shape, x.shape);
+    let params = Forward {
+        count: (n * groups) as u32,
+        groups: groups as u32,
+        cpg: (c / groups) as u32,
+        s: s as u32,
+        silu: silu as u32,
+        eps: EPS,
+    };
+    // One workgroup per (sample, group): grid's one item per workgroup.
+    be.dispatch(&kernel!("group_norm_forward"), &params, &[x, gamma, beta, y, stats], grid(n * groups, 1));
 }
+
 #[allow(clippy::too_many_arguments)]
 pub fn group_norm_backward(
-    _be: &GpuBackend,
-    _groups: usize,
-    _silu: bool,
-    _dy: &GpuTensor,
-    _x: &GpuTensor,
-    _gamma: &GpuTensor,
-    _beta: &GpuTensor,
-    _stats: &GpuTensor,
-    _dx: &GpuTensor,
-    _dgamma: &GpuTensor,
-    _dbeta: &GpuTensor,
+    be: &GpuBackend,
+    groups: usize,
+    silu: bool,
+    dy: &GpuTensor,
+    x: &GpuTensor,
+    gamma: &GpuTensor,
+    beta: &GpuTensor,
+    stats: &GpuTensor,
+    dx: &GpuTensor,
+    dgamma: &GpuTensor,
+    dbeta: &GpuTensor,
 ) {
-    todo!()
+    let (n, c, s) = geometry(groups, x, gamma, beta, stats);
+    assert!(dy.len() == x.len() && dx.len() == x.len(), "group_norm_backward: dy {:?}, dx {:?} for x {:?}", dy.shape, dx.shape, x.shape);
+    assert!(dgamma.len() == c && dbeta.len() == c, "group_norm_backward: dgamma {:?} / dbeta {:?}", dgamma.shape, dbeta.shape);
+    let params = Backward {
+        batch: n as u32,
+        channels: c as u32,
+        groups: groups as u32,
+        cpg: (c / groups) as u32,
+        s: s as u32,
+        silu: silu as u32,
+    };
+    // The binding order is the shader's: inputs 1-5, then the entry point's outputs.
+    be.dispatch(
+        &kernel!("group_norm_backward", entry = "input_grad"),
+        &params,
+        &[dy, x, gamma, beta, stats, dx],
+        grid(n * groups, 1),
+    );
+    be.dispatch(
+        &kernel!("group_norm_backward", entry = "affine_grad"),
+        &params,
+        &[dy, x, gamma, beta, stats, dgamma, dbeta],
+        grid(c, 1),
+    );
 }

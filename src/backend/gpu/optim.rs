@@ -1,19 +1,71 @@
 //! Optimizer kernels over the flat parameter buffer: Adam (with clipping by global norm) and EMA.
 
-use super::{GpuBackend, GpuTensor};
+use bytemuck::{Pod, Zeroable};
+
+use super::{grid, kernel, GpuBackend, GpuTensor, WORKGROUP};
 use crate::backend::AdamStep;
 
-pub fn adam(
-    _be: &GpuBackend,
-    _step: &AdamStep,
-    _params: &GpuTensor,
-    _grad: &GpuTensor,
-    _m: &GpuTensor,
-    _v: &GpuTensor,
-    _grad_sumsq: &GpuTensor,
-) {
-    todo!()
+/// Mirrors `Params` of `adam.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct AdamParams {
+    len: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    bias1: f32,
+    bias2: f32,
+    max_grad_norm: f32,
 }
-pub fn ema(_be: &GpuBackend, _mu: f32, _avg: &GpuTensor, _x: &GpuTensor) {
-    todo!()
+
+impl AdamParams {
+    /// The bias corrections `1 - beta^t` are computed here in f64, once per step, rather than per
+    /// element in the shader: WGSL's `pow` has implementation-defined precision (it is exp2 of
+    /// t * log2(beta), whose error grows with t, and t reaches 10^5 and more), and `1 - beta^t` in
+    /// f32 loses digits to cancellation for small t (beta2 = 0.999). Rounded once to f32, the
+    /// same values drive both backends (`cpu/optim.rs` computes them the same way).
+    fn new(step: &AdamStep, len: usize) -> Self {
+        assert!(step.t >= 1, "adam: the step count t is 1-based");
+        let t = step.t as i32;
+        AdamParams {
+            len: len as u32,
+            lr: step.lr,
+            beta1: step.beta1,
+            beta2: step.beta2,
+            eps: step.eps,
+            bias1: (1.0 - (step.beta1 as f64).powi(t)) as f32,
+            bias2: (1.0 - (step.beta2 as f64).powi(t)) as f32,
+            max_grad_norm: step.max_grad_norm,
+        }
+    }
+}
+
+pub fn adam(
+    be: &GpuBackend,
+    step: &AdamStep,
+    params: &GpuTensor,
+    grad: &GpuTensor,
+    m: &GpuTensor,
+    v: &GpuTensor,
+    grad_sumsq: &GpuTensor,
+) {
+    let len = params.len();
+    assert!(grad.len() == len && m.len() == len && v.len() == len, "adam: params, grad, m, v lengths");
+    let sumsq = grad_sumsq.view(0, &[1]);
+    let p = AdamParams::new(step, len);
+    be.dispatch(&kernel!("adam"), &p, &[params, grad, m, v, &sumsq], grid(len, WORKGROUP));
+}
+
+/// Mirrors `Params` of `ema.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct EmaParams {
+    len: u32,
+    mu: f32,
+}
+
+pub fn ema(be: &GpuBackend, mu: f32, avg: &GpuTensor, x: &GpuTensor) {
+    assert_eq!(avg.len(), x.len(), "ema: avg and x lengths");
+    be.dispatch(&kernel!("ema"), &EmaParams { len: avg.len() as u32, mu }, &[avg, x], grid(avg.len(), WORKGROUP));
 }

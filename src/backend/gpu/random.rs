@@ -1,18 +1,73 @@
 //! Counter-based random numbers (`shaders/random.wgsl`, twin of `src/random.rs`) and the
 //! minibatch gather from a u8 dataset.
 
-use super::{GpuBackend, GpuBytes, GpuTensor};
-use crate::backend::RandomKey;
+use bytemuck::{Pod, Zeroable};
 
-pub fn random_uniform(_be: &GpuBackend, _key: RandomKey, _out: &GpuTensor) {
-    todo!()
+use super::{bind, grid, kernel, GpuBackend, GpuBytes, GpuTensor, WORKGROUP};
+use crate::backend::RandomKey;
+use crate::gpu::Kernel;
+
+/// Mirrors `Params` of `random.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RandomParams {
+    len: u32,
+    step: u32,
+    stream: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    bound: u32,
 }
-pub fn random_normal(_be: &GpuBackend, _key: RandomKey, _out: &GpuTensor) {
-    todo!()
+
+fn draw(be: &GpuBackend, kernel: &Kernel, key: RandomKey, bound: u32, out: &GpuTensor) {
+    // The element index is the Philox counter, a u32.
+    assert!(out.len() <= u32::MAX as usize, "random: at most 2^32 values per draw");
+    let p = RandomParams {
+        len: out.len() as u32,
+        step: key.step,
+        stream: key.stream,
+        seed_lo: key.seed as u32,
+        seed_hi: (key.seed >> 32) as u32,
+        bound,
+    };
+    be.dispatch(kernel, &p, &[out], grid(out.len(), WORKGROUP));
 }
-pub fn random_index(_be: &GpuBackend, _key: RandomKey, _bound: u32, _out: &GpuTensor) {
-    todo!()
+
+pub fn random_uniform(be: &GpuBackend, key: RandomKey, out: &GpuTensor) {
+    draw(be, &kernel!("random", entry = "uniform"), key, 0, out)
 }
-pub fn gather_rows(_be: &GpuBackend, _data: &GpuBytes, _row_len: usize, _index: &GpuTensor, _out: &GpuTensor) {
-    todo!()
+
+pub fn random_normal(be: &GpuBackend, key: RandomKey, out: &GpuTensor) {
+    draw(be, &kernel!("random", entry = "normal"), key, 0, out)
+}
+
+pub fn random_index(be: &GpuBackend, key: RandomKey, bound: u32, out: &GpuTensor) {
+    assert!(bound > 0, "random_index: bound must be positive");
+    draw(be, &kernel!("random", entry = "index"), key, bound, out)
+}
+
+/// Mirrors `Params` of `gather_rows.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GatherParams {
+    len: u32,
+    row_len: u32,
+    rows: u32,
+}
+
+pub fn gather_rows(be: &GpuBackend, data: &GpuBytes, row_len: usize, index: &GpuTensor, out: &GpuTensor) {
+    assert!(
+        row_len > 0 && data.len() >= row_len,
+        "gather_rows: dataset of {} bytes has no {row_len}-byte row",
+        data.len()
+    );
+    assert_eq!(out.len(), index.len() * row_len, "gather_rows: out must be [{}, {row_len}]", index.len());
+    let p = GatherParams { len: out.len() as u32, row_len: row_len as u32, rows: (data.len() / row_len) as u32 };
+    // The dataset is not a tensor, so its binding goes to the launcher directly.
+    be.launcher.dispatch(
+        &kernel!("gather_rows"),
+        bytemuck::bytes_of(&p),
+        &[data.binding(), bind(index), bind(out)],
+        grid(out.len(), WORKGROUP),
+    );
 }

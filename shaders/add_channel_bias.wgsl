@@ -1,0 +1,21 @@
+// y[n, c, s] = x[n, c, s] + e[n, c]: a per-sample, per-channel bias (the time embedding added
+// inside each ResBlock). x viewed as [planes, s] with planes = N * C, so e is indexed by plane.
+
+struct Params {
+    len: u32,
+    // Spatial size H * W.
+    s: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> e: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = gid.x + gid.y * groups.x * 256u;
+    if (i < params.len) {
+        y[i] = x[i] + e[i / params.s];
+    }
+}
