@@ -9,8 +9,10 @@
 //!   implementation (the WGSL kernels in `shaders/`) and its CPU twin (plain Rust).
 //! - [`random`]: Philox counter-based random numbers, shared by both backends.
 //! - [`nn`]: layers with hand-written backward passes, and the reference U-Net.
+//! - [`bench`]: kernel and network timings on any backend.
 
 pub mod backend;
+pub mod bench;
 pub mod gpu;
 pub mod nn;
 pub mod random;

@@ -1,0 +1,116 @@
+//! Engine benchmarks: throughput of the convolution kernels and time of a whole-network
+//! forward + backward, on any backend. Numbers only; callers print them (`cm bench`, and later
+//! the bench page). Timing needs a clock the caller supplies (`std::time` natively,
+//! `performance.now()` in the browser), and each measurement ends with a readback so queued
+//! GPU work is included.
+
+use crate::backend::{Backend, Conv2d};
+use crate::nn::{UNet, Widths};
+
+/// Seconds since some fixed point.
+pub type Clock<'a> = &'a dyn Fn() -> f64;
+
+/// One convolution's measured throughput.
+#[derive(Clone, Debug)]
+pub struct ConvTiming {
+    pub label: String,
+    pub geometry: Conv2d,
+    /// GFLOP/s of forward, backward to the input, backward to the weights.
+    pub forward: f64,
+    pub backward_input: f64,
+    pub backward_weight: f64,
+}
+
+/// The convolutions that dominate the reference U-Net at `widths`, at batch `batch`.
+pub fn network_convs(widths: Widths, batch: usize) -> Vec<(String, Conv2d)> {
+    let [c0, c1, c2] = widths.0;
+    let conv = |cin, cout, side, kernel, stride| Conv2d {
+        batch,
+        in_channels: cin,
+        out_channels: cout,
+        height: side,
+        width: side,
+        kernel,
+        stride,
+    };
+    vec![
+        (format!("3x3 {c0}->{c0} @28"), conv(c0, c0, 28, 3, 1)),
+        (format!("3x3 {}->{c0} @28", c1 + c0), conv(c1 + c0, c0, 28, 3, 1)),
+        (format!("3x3 s2 {c0}->{c0} 28->14"), conv(c0, c0, 28, 3, 2)),
+        (format!("3x3 {c1}->{c1} @14"), conv(c1, c1, 14, 3, 1)),
+        (format!("3x3 {}->{c2} @7", 2 * c2), conv(2 * c2, c2, 7, 3, 1)),
+        (format!("1x1 {}->{c0} @28", c1 + c0), conv(c1 + c0, c0, 28, 1, 1)),
+    ]
+}
+
+/// Seconds per call of `run`, over `iters` calls after one warm-up; `done` is a tensor the
+/// work writes, read back to wait for it.
+async fn seconds_per_run<B: Backend>(
+    be: &B,
+    done: &crate::backend::BTensor<B>,
+    iters: usize,
+    now: Clock<'_>,
+    run: &dyn Fn(),
+) -> crate::Result<f64> {
+    let probe = done.view(0, &[1]);
+    run();
+    be.read(&probe).await?;
+    let start = now();
+    for _ in 0..iters {
+        run();
+    }
+    be.read(&probe).await?;
+    Ok((now() - start) / iters as f64)
+}
+
+/// Measures each convolution's three kernels over `iters` runs after one warm-up.
+pub async fn bench_convs<B: Backend>(
+    be: &B,
+    convs: &[(String, Conv2d)],
+    iters: usize,
+    now: Clock<'_>,
+) -> crate::Result<Vec<ConvTiming>> {
+    let mut out = Vec::new();
+    for (label, g) in convs {
+        let x = be.zeros(&g.input_shape());
+        let w = be.zeros(&g.weight_shape());
+        let b = be.zeros(&[g.out_channels]);
+        let y = be.zeros(&g.output_shape());
+        let gflops = |seconds: f64| g.flops() / seconds / 1e9;
+        let forward = seconds_per_run(be, &y, iters, now, &|| be.conv2d(g, &x, &w, &b, &y)).await?;
+        let backward_input =
+            seconds_per_run(be, &x, iters, now, &|| be.conv2d_backward_input(g, &y, &w, &x)).await?;
+        let backward_weight =
+            seconds_per_run(be, &w, iters, now, &|| be.conv2d_backward_weight(g, &y, &x, &w)).await?;
+        out.push(ConvTiming {
+            label: label.clone(),
+            geometry: *g,
+            forward: gflops(forward),
+            backward_input: gflops(backward_input),
+            backward_weight: gflops(backward_weight),
+        });
+    }
+    Ok(out)
+}
+
+/// Seconds for one forward + backward of the U-Net at `widths` on a batch of `batch` 28x28
+/// images (mean over `iters` runs after one warm-up).
+pub async fn bench_network<B: Backend>(
+    be: &B,
+    widths: Widths,
+    batch: usize,
+    iters: usize,
+    now: Clock<'_>,
+) -> crate::Result<f64> {
+    let net = UNet::new(widths);
+    let params = be.upload(&net.layout.init(0), &[net.layout.len]);
+    let grads = be.zeros(&[net.layout.len]);
+    let x = be.zeros(&[batch, 1, 28, 28]);
+    let c_noise = be.zeros(&[batch]);
+    let dy = be.zeros(&[batch, 1, 28, 28]);
+    let step = || {
+        let (_, cache) = net.forward(be, &params, &x, &c_noise);
+        net.backward(be, &params, &grads, &cache, &dy);
+    };
+    seconds_per_run(be, &grads, iters, now, &step).await
+}
