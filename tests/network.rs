@@ -73,7 +73,7 @@ fn unet_backward_matches_finite_differences() {
     let analytic = run(&be, &net, &params, &x, &c_noise, &dy).grads;
     let xt = be.upload(&x, &[N, 1, SIDE, SIDE]);
     let ct = be.upload(&c_noise, &[N]);
-    let mut forward = |p: &[f32]| {
+    let forward = |p: &[f32]| {
         let pt = be.upload(p, &[p.len()]);
         read(&be, &net.forward(&be, &pt, &xt, &ct).0)
     };

@@ -178,7 +178,7 @@ impl Launcher {
         });
         for (i, b) in buffers.iter().enumerate() {
             assert!(
-                b.offset % align == 0,
+                b.offset.is_multiple_of(align),
                 "{}: binding {} offset {} is not {align}-byte aligned",
                 kernel.name,
                 i + 1,
@@ -216,7 +216,7 @@ impl Launcher {
         if data.is_empty() {
             return;
         }
-        assert!(data.len() % 4 == 0 && offset % 4 == 0);
+        assert!(data.len().is_multiple_of(4) && offset.is_multiple_of(4));
         let staging = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("upload"),
             contents: data,

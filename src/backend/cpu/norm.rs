@@ -45,7 +45,7 @@ pub fn group_norm(
     y: &mut [f32],
     stats: &mut [f32],
 ) {
-    assert!(groups > 0 && c % groups == 0, "group_norm: {c} channels into {groups} groups");
+    assert!(groups > 0 && c.is_multiple_of(groups), "group_norm: {c} channels into {groups} groups");
     let cpg = c / groups;
     let len = cpg * s;
     assert!(x.len() == n * c * s && y.len() == x.len() && stats.len() == n * groups * 2);
@@ -86,7 +86,7 @@ pub fn group_norm_backward(
     dgamma: &mut [f32],
     dbeta: &mut [f32],
 ) {
-    assert!(groups > 0 && c % groups == 0, "group_norm_backward: {c} channels into {groups} groups");
+    assert!(groups > 0 && c.is_multiple_of(groups), "group_norm_backward: {c} channels into {groups} groups");
     let cpg = c / groups;
     let len = cpg * s;
     assert!(x.len() == n * c * s && dy.len() == x.len() && dx.len() == x.len() && stats.len() == n * groups * 2);
@@ -125,9 +125,9 @@ pub fn group_norm_backward(
         for i in 0..n {
             let ng = i * groups + ch / cpg;
             let base = (i * c + ch) * s;
-            for k in base..base + s {
+            for (k, &dy) in (base..base + s).zip(&dy[base..base + s]) {
                 let xh = xhat(k, ng);
-                let d = da(silu, dy[k], xh, gamma[ch], beta[ch]);
+                let d = da(silu, dy, xh, gamma[ch], beta[ch]);
                 sum_gx += d as f64 * xh as f64;
                 sum_d += d as f64;
             }

@@ -142,7 +142,13 @@ pub fn copy_channels(
 
 pub fn add_channel_bias(be: &GpuBackend, x: &GpuTensor, e: &GpuTensor, y: &GpuTensor) {
     let (n, c) = (x.dim(0), x.dim(1));
-    assert!(e.len() == n * c && y.len() == x.len(), "add_channel_bias: x {:?}, e {:?}, y {:?}", x.shape, e.shape, y.shape);
+    assert!(
+        e.len() == n * c && y.len() == x.len(),
+        "add_channel_bias: x {:?}, e {:?}, y {:?}",
+        x.shape,
+        e.shape,
+        y.shape
+    );
     let params = ChannelBias { len: u32_len(x.len(), "add_channel_bias"), s: (x.len() / (n * c)) as u32 };
     be.dispatch(&kernel!("add_channel_bias"), &params, &[x, e, y], grid(y.len(), WORKGROUP));
 }
@@ -165,7 +171,7 @@ pub fn scale_add(be: &GpuBackend, alpha: &GpuTensor, x: &GpuTensor, beta: &GpuTe
 pub fn sinusoidal_embedding(be: &GpuBackend, c: &GpuTensor, out: &GpuTensor) {
     let n = c.len();
     assert!(
-        out.shape.len() == 2 && out.dim(0) == n && out.dim(1) % 2 == 0 && out.dim(1) > 0,
+        out.shape.len() == 2 && out.dim(0) == n && out.dim(1).is_multiple_of(2) && out.dim(1) > 0,
         "sinusoidal_embedding: c {:?} into out {:?}",
         c.shape,
         out.shape

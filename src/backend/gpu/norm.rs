@@ -33,10 +33,21 @@ struct Backward {
 }
 
 /// (N, C, S) of x `[N, C, ...]`, checked against `groups` and the stats shape.
-fn geometry(groups: usize, x: &GpuTensor, gamma: &GpuTensor, beta: &GpuTensor, stats: &GpuTensor) -> (usize, usize, usize) {
+fn geometry(
+    groups: usize,
+    x: &GpuTensor,
+    gamma: &GpuTensor,
+    beta: &GpuTensor,
+    stats: &GpuTensor,
+) -> (usize, usize, usize) {
     let (n, c) = (x.dim(0), x.dim(1));
-    assert!(groups > 0 && c % groups == 0, "group_norm: {c} channels do not split into {groups} groups");
-    assert!(gamma.len() == c && beta.len() == c, "group_norm: gamma {:?} / beta {:?} for {c} channels", gamma.shape, beta.shape);
+    assert!(groups > 0 && c.is_multiple_of(groups), "group_norm: {c} channels do not split into {groups} groups");
+    assert!(
+        gamma.len() == c && beta.len() == c,
+        "group_norm: gamma {:?} / beta {:?} for {c} channels",
+        gamma.shape,
+        beta.shape
+    );
     assert_eq!(stats.len(), n * groups * 2, "group_norm: stats {:?} for {n} samples, {groups} groups", stats.shape);
     assert!(x.len() <= u32::MAX as usize, "group_norm: {} values exceed u32 indexing", x.len());
     (n, c, x.len() / (n * c))
@@ -82,8 +93,19 @@ pub fn group_norm_backward(
     dbeta: &GpuTensor,
 ) {
     let (n, c, s) = geometry(groups, x, gamma, beta, stats);
-    assert!(dy.len() == x.len() && dx.len() == x.len(), "group_norm_backward: dy {:?}, dx {:?} for x {:?}", dy.shape, dx.shape, x.shape);
-    assert!(dgamma.len() == c && dbeta.len() == c, "group_norm_backward: dgamma {:?} / dbeta {:?}", dgamma.shape, dbeta.shape);
+    assert!(
+        dy.len() == x.len() && dx.len() == x.len(),
+        "group_norm_backward: dy {:?}, dx {:?} for x {:?}",
+        dy.shape,
+        dx.shape,
+        x.shape
+    );
+    assert!(
+        dgamma.len() == c && dbeta.len() == c,
+        "group_norm_backward: dgamma {:?} / dbeta {:?}",
+        dgamma.shape,
+        dbeta.shape
+    );
     let params = Backward {
         batch: n as u32,
         channels: c as u32,
