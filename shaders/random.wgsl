@@ -1,9 +1,10 @@
 // Counter-based random numbers: Philox4x32-10, bit for bit the same as src/random.rs. Element i
 // of the output is a pure function of (seed, step, stream, i): counter = (i, step, stream, 0),
 // key = (seed lo, seed hi). Three entry points share the generator:
-//   uniform: 24 random bits as a float in [0, 1);
-//   normal:  Box-Muller on the first two words (as random::normal);
-//   index:   an integer in [0, bound) (Lemire's multiply-shift), stored as f32.
+//   uniform01: 24 random bits as a float in [0, 1) (not `uniform`: a function of that name would
+//              shadow the address space in `var<uniform>` below);
+//   normal:    Box-Muller on the first two words (as random::normal);
+//   index:     an integer in [0, bound) (Lemire's multiply-shift), stored as f32.
 
 struct Params {
     len: u32,
@@ -69,7 +70,7 @@ fn linear_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
 }
 
 @compute @workgroup_size(256)
-fn uniform(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+fn uniform01(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = linear_index(gid, groups);
     if (i < params.len) {
         out[i] = unit(words(i).x);

@@ -70,4 +70,30 @@ mod tests {
             [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]
         );
     }
+
+    /// The high word of a 32 x 32-bit product from 16-bit halves, as `shaders/random.wgsl`
+    /// computes it (WGSL has no u64).
+    fn mulhi_by_halves(a: u32, b: u32) -> u32 {
+        let (a0, a1, b0, b1) = (a & 0xffff, a >> 16, b & 0xffff, b >> 16);
+        let (p00, p01, p10, p11) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);
+        let mid = (p00 >> 16) + (p01 & 0xffff) + (p10 & 0xffff);
+        p11 + (p01 >> 16) + (p10 >> 16) + (mid >> 16)
+    }
+
+    #[test]
+    fn the_shaders_mulhi_by_halves_equals_the_u64_product() {
+        let edges = [0u32, 1, 0xffff, 0x1_0000, 0x1_ffff, 0x8000_0000, 0xffff_0000, 0xffff_ffff, M0, M1];
+        for &a in &edges {
+            for &b in &edges {
+                assert_eq!(mulhi_by_halves(a, b), mulhilo(a, b).0, "{a:#x} * {b:#x}");
+            }
+        }
+        // Philox's own words as operands: a million varied pairs.
+        for i in 0..250_000u32 {
+            let w = philox4x32([i, 0, 0, 0], [1, 2]);
+            for (a, b) in [(w[0], w[1]), (w[2], w[3]), (M0, w[0]), (w[1], M1)] {
+                assert_eq!(mulhi_by_halves(a, b), mulhilo(a, b).0, "{a:#x} * {b:#x}");
+            }
+        }
+    }
 }

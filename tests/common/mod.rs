@@ -59,6 +59,7 @@ pub fn assert_close(what: &str, a: &[f32], b: &[f32], rtol: f32, atol: f32) {
 /// `f` applied to `r`). `f` evaluates the forward pass (on any backend). Probes up to `probes`
 /// coordinates spread over `x`; the difference quotient is summed in f64.
 #[track_caller]
+#[allow(clippy::too_many_arguments)]
 pub fn check_gradient(
     what: &str,
     f: &mut dyn FnMut(&[f32]) -> Vec<f32>,

@@ -34,7 +34,7 @@ fn draw(be: &GpuBackend, kernel: &Kernel, key: RandomKey, bound: u32, out: &GpuT
 }
 
 pub fn random_uniform(be: &GpuBackend, key: RandomKey, out: &GpuTensor) {
-    draw(be, &kernel!("random", entry = "uniform"), key, 0, out)
+    draw(be, &kernel!("random", entry = "uniform01"), key, 0, out)
 }
 
 pub fn random_normal(be: &GpuBackend, key: RandomKey, out: &GpuTensor) {

@@ -1,0 +1,214 @@
+//! Losses and reductions against their CPU twins, and the loss gradient against central finite
+//! differences of the mean loss (on both backends).
+
+mod common;
+
+use common::*;
+use consistency::backend::{Backend, Metric};
+
+/// Pred and target with every |pred - target| in [0.1, 1): the finite differences (step up to
+/// 1e-2) never straddle the kink of L1 at 0.
+fn inputs(n: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let pred = random_vec(n * d, seed);
+    let target =
+        random_vec(n * d, seed + 1).iter().zip(&pred).map(|(&u, &p)| p + u.signum() * (0.1 + 0.9 * u.abs())).collect();
+    // Non-uniform weights in [0.25, 2.25).
+    let weight = random_vec(n, seed + 2).iter().map(|&u| 1.25 + u).collect();
+    (pred, target, weight)
+}
+
+fn metrics(d: usize) -> [Metric; 3] {
+    [Metric::L2, Metric::L1, Metric::PseudoHuber { c: 0.00054 * (d as f32).sqrt() }]
+}
+
+/// (loss, stats, dpred) on any backend.
+fn run<B: Backend>(
+    be: &B,
+    metric: Metric,
+    n: usize,
+    d: usize,
+    pred: &[f32],
+    target: &[f32],
+    weight: &[f32],
+) -> [Vec<f32>; 3] {
+    let (p, t, w) = (be.upload(pred, &[n, d]), be.upload(target, &[n, d]), be.upload(weight, &[n]));
+    let (loss, stats, dpred) = (be.zeros(&[n]), be.zeros(&[n]), be.zeros(&[n, d]));
+    be.loss(metric, &p, &t, &w, &loss, &stats);
+    be.loss_backward(metric, &p, &t, &w, &stats, &dpred);
+    [read(be, &loss), read(be, &stats), read(be, &dpred)]
+}
+
+#[test]
+fn loss_and_gradient_match_cpu() {
+    let (g, c) = (gpu(), cpu());
+    for (n, d) in [(3, 35), (5, 784), (1, 1), (2, 300)] {
+        let (pred, target, weight) = inputs(n, d, 10 + d as u64);
+        for metric in metrics(d) {
+            let [gl, gs, gd] = run(&g, metric, n, d, &pred, &target, &weight);
+            let [cl, cs, cd] = run(&c, metric, n, d, &pred, &target, &weight);
+            let what = format!("{metric:?} n={n} d={d}");
+            assert_close(&format!("loss {what}"), &gl, &cl, 1e-5, 0.0);
+            assert_close(&format!("stats {what}"), &gs, &cs, 1e-5, 0.0);
+            assert_close(&format!("dpred {what}"), &gd, &cd, 1e-5, 1e-9);
+        }
+    }
+}
+
+#[test]
+fn loss_forward_closed_form() {
+    // One sample of D = 4 with r = (1, -2, 0, 2): ||r||^2 = 9, sum |r| = 5.
+    let c = cpu();
+    let g = gpu();
+    let pred = [1.0f32, -2.0, 0.5, 2.0];
+    let target = [0.0f32, 0.0, 0.5, 0.0];
+    for (metric, expected) in [(Metric::L2, 9.0 / 4.0), (Metric::L1, 5.0 / 4.0), (Metric::PseudoHuber { c: 4.0 }, 1.0)]
+    {
+        for [loss, stats, _] in
+            [run(&c, metric, 1, 4, &pred, &target, &[3.0]), run(&g, metric, 1, 4, &pred, &target, &[3.0])]
+        {
+            assert_close(&format!("{metric:?}"), &loss, &[3.0 * expected], 1e-6, 0.0);
+            assert_eq!(stats, [9.0]);
+        }
+    }
+}
+
+/// The mean over samples of the loss, through `sum`, as a function of pred.
+fn mean_loss<B: Backend>(
+    be: &B,
+    metric: Metric,
+    n: usize,
+    d: usize,
+    pred: &[f32],
+    target: &[f32],
+    weight: &[f32],
+) -> f32 {
+    let (p, t, w) = (be.upload(pred, &[n, d]), be.upload(target, &[n, d]), be.upload(weight, &[n]));
+    let (loss, stats, mean) = (be.zeros(&[n]), be.zeros(&[n]), be.zeros(&[1]));
+    be.loss(metric, &p, &t, &w, &loss, &stats);
+    be.sum(&loss, &mean, false, 1.0 / n as f32);
+    read(be, &mean)[0]
+}
+
+/// Finite-difference step. Large on purpose: the central difference is exact for L2 (quadratic)
+/// and for L1 (linear between kinks, and every |pred - target| >= 0.1 > H), and for the smooth
+/// pseudo-Huber its truncation error is about H^2 / (2 ||r||^2) relative, under 1e-4 here; a
+/// small step would instead drown the difference in the f32 rounding of the forward pass.
+const H: f32 = 0.05;
+
+fn gradient_check<B: Backend>(be: &B) {
+    // The tolerance grows with D: the forward value is an f32 of size ~ w ||r|| (pseudo-Huber)
+    // or w ||r||^2 / D, so its rounding, divided by 2H, is a relative error of about
+    // 2^-24 N ||r||^2 / (H |r_i|) in the difference quotient (measured on lavapipe and the CPU:
+    // at most 2.5e-4 at D = 35 and 7.3e-3 at D = 784).
+    // Wrong gradients are off by factors (2, 1/N, 1/D, a sign), far beyond either tolerance,
+    // and the CPU comparison above checks D = 784 to 1e-5.
+    for (n, d, tol) in [(3, 35, 2e-3), (5, 784, 2e-2)] {
+        let (pred, target, weight) = inputs(n, d, 20 + d as u64);
+        for metric in metrics(d) {
+            let [_, _, dpred] = run(be, metric, n, d, &pred, &target, &weight);
+            // A cotangent of n * d brings the gradient to order 1 and above, where
+            // check_gradient's tolerance is relative.
+            let r = (n * d) as f32;
+            let grad: Vec<f32> = dpred.iter().map(|g| g * r).collect();
+            check_gradient(
+                &format!("{} {metric:?} n={n} d={d}", be.name()),
+                &mut |x| vec![mean_loss(be, metric, n, d, x, &target, &weight)],
+                &pred,
+                &[r],
+                &grad,
+                H,
+                tol,
+                40,
+            );
+        }
+    }
+}
+
+#[test]
+fn loss_gradient_matches_finite_differences_on_gpu() {
+    gradient_check(&gpu());
+}
+
+#[test]
+fn loss_gradient_matches_finite_differences_on_cpu() {
+    gradient_check(&cpu());
+}
+
+#[test]
+fn l1_gradient_is_zero_where_pred_equals_target() {
+    for [_, _, dpred] in [
+        run(&gpu(), Metric::L1, 1, 3, &[1.0, 2.0, 3.0], &[1.0, 0.0, 5.0], &[1.0]),
+        run(&cpu(), Metric::L1, 1, 3, &[1.0, 2.0, 3.0], &[1.0, 0.0, 5.0], &[1.0]),
+    ] {
+        assert_eq!(dpred, [0.0, 1.0 / 3.0, -1.0 / 3.0]);
+    }
+}
+
+/// `scale * sum x` (or of x^2) in f64.
+fn exact_sum(x: &[f32], square: bool, scale: f32) -> f64 {
+    scale as f64 * x.iter().map(|&v| if square { v as f64 * v as f64 } else { v as f64 }).sum::<f64>()
+}
+
+#[test]
+fn sum_matches_f64() {
+    let (g, c) = (gpu(), cpu());
+    for len in [1usize, 255, 256, 257, 1000, 65_537, 1_000_003] {
+        // An offset keeps the plain sum away from zero, so its relative error means something.
+        let x: Vec<f32> = random_vec(len, len as u64).iter().map(|v| v + 0.25).collect();
+        let (gx, cx) = (g.upload(&x, &[len]), c.upload(&x, &[len]));
+        let (go, co) = (g.zeros(&[1]), c.zeros(&[1]));
+        for square in [false, true] {
+            let scale = 0.75;
+            g.sum(&gx, &go, square, scale);
+            c.sum(&cx, &co, square, scale);
+            let (gv, cv) = (read(&g, &go)[0], read(&c, &co)[0]);
+            let exact = exact_sum(&x, square, scale);
+            // Worst case of f32 summation: each addend passes through at most (values per
+            // thread + 8 tree levels + 8 more in the second pass) roundings of relative 2^-24,
+            // so the bound is on the sum of |terms|, not on the total. (On lavapipe the error is
+            // about one rounding of the total: 8e-3 of 1.9e5 at a million values.)
+            let abs_sum = exact_sum(&x.iter().map(|v| v.abs()).collect::<Vec<_>>(), square, scale);
+            let per_thread = len.div_ceil(256 * 256) as f64;
+            let bound = (per_thread + 18.0) * f32::EPSILON as f64 / 2.0 * abs_sum;
+            assert!(
+                (gv as f64 - exact).abs() <= bound,
+                "sum len {len} square {square}: {gv} vs {exact} (bound {bound})"
+            );
+            assert!((cv as f64 - exact).abs() <= exact.abs() * 1e-7, "cpu sum len {len}: {cv} vs {exact}");
+        }
+    }
+}
+
+#[test]
+fn sum_counts_every_element_once() {
+    // Small integers add up exactly in f32 (every partial sum stays below 2^24), so the GPU
+    // must return the exact total: a skipped or doubled element, at a chunk or workgroup edge
+    // or at the end, changes it.
+    let g = gpu();
+    for len in [1usize, 255, 256, 257, 65_535, 65_536, 65_537, 1_000_003] {
+        let x: Vec<f32> = (0..len).map(|i| (i % 5) as f32).collect();
+        let gx = g.upload(&x, &[len]);
+        let out = g.zeros(&[1]);
+        for square in [false, true] {
+            g.sum(&gx, &out, square, 1.0);
+            let exact: f32 = (0..len).map(|i| if square { (i % 5) * (i % 5) } else { i % 5 }).sum::<usize>() as f32;
+            assert_eq!(read(&g, &out)[0], exact, "sum of {len} small integers (square {square})");
+        }
+    }
+}
+
+#[test]
+fn sum_of_a_view_writes_one_value() {
+    // A view that starts inside a buffer (the loss tensor of a larger batch), and an output
+    // slot in the middle of a bigger tensor: nothing around it may change.
+    let g = gpu();
+    let x = random_vec(600, 3);
+    let all = g.upload(&x, &[600]);
+    let view = all.view(256, &[300]);
+    let out = g.upload(&[5.0; 64 + 3], &[67]);
+    g.sum(&view, &out.view(64, &[1]), false, 1.0);
+    let v = read(&g, &out);
+    assert!(v[..64].iter().chain(&v[65..]).all(|&y| y == 5.0), "sum wrote outside its output");
+    let exact = exact_sum(&x[256..556], false, 1.0);
+    assert!((v[64] as f64 - exact).abs() < 1e-5, "{} vs {exact}", v[64]);
+}
