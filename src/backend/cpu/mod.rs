@@ -146,6 +146,9 @@ impl Backend for CpuBackend {
         dbeta: &CpuTensor,
     ) {
         let (n, c) = (x.dim(0), x.dim(1));
+        // dgamma and dbeta are usually views of one flat gradient tensor, which cannot be
+        // borrowed mutably twice: compute them into scratch first.
+        let (mut dg, mut db) = (vec![0.0; c], vec![0.0; c]);
         norm::group_norm_backward(
             n,
             c,
@@ -158,9 +161,11 @@ impl Backend for CpuBackend {
             &data(beta),
             &data(stats),
             &mut data_mut(dx),
-            &mut data_mut(dgamma),
-            &mut data_mut(dbeta),
-        )
+            &mut dg,
+            &mut db,
+        );
+        data_mut(dgamma).copy_from_slice(&dg);
+        data_mut(dbeta).copy_from_slice(&db);
     }
     fn silu(&self, x: &CpuTensor, y: &CpuTensor) {
         elementwise::silu(&data(x), &mut data_mut(y))
