@@ -3,6 +3,7 @@
 // where iy = oy * stride + ky - pad (likewise x), so only taps with (iy + pad - ky) divisible by
 // the stride and the quotient inside the output contribute (the rest load zero).
 //   M = Cin, N = B * H * W (n = (b, iy, ix)), K = Cout * k * k (k = (co, ky, kx)).
+// The stride must be a power of two (it is 1 or 2), so dividing by it is a shift.
 // The tiling loop is in gemm_tile.wgsl, appended to this file.
 
 struct Params {
@@ -43,37 +44,49 @@ fn gemm_b_n_fast() -> bool {
     return true;
 }
 
-fn load_a(m: u32, k: u32) -> f32 {
-    let taps = params.kernel * params.kernel;
-    let co = k / taps;
-    let tap = k % taps;
-    return w[(co * params.in_channels + m) * taps + tap];
+// A[ci, (co, tap)] = w[co, ci, tap]: m part ci * taps, k part co * Cin * taps + tap.
+fn a_m_part(m: u32) -> vec4<i32> {
+    return vec4<i32>(i32(m * params.kernel * params.kernel), 0, 0, 0);
 }
 
-fn load_b(k: u32, n: u32) -> f32 {
+fn a_k_part(k: u32) -> vec4<i32> {
     let taps = params.kernel * params.kernel;
-    let co = k / taps;
-    let tap = k % taps;
-    let ky = tap / params.kernel;
-    let kx = tap % params.kernel;
+    return vec4<i32>(i32((k / taps) * params.in_channels * taps + k % taps), 0, 0, 0);
+}
+
+fn a_load(m_part: vec4<i32>, k_part: vec4<i32>) -> f32 {
+    return w[m_part.x + k_part.x];
+}
+
+// B[(co, ky, kx), (b, iy, ix)] = dy[b, co, oy, ox] where (ix, iy) + pad - (kx, ky) =
+// (ox, oy) * stride, or 0 where no such output pixel exists. n part: (offset of sample b,
+// ix + pad, iy + pad); k part: (offset of channel co, kx, ky).
+fn b_n_part(n: u32) -> vec4<i32> {
     let pixels = params.height * params.width;
     let b = n / pixels;
     let p = n % pixels;
-    let iy = p / params.width;
-    let ix = p % params.width;
-    // Output pixel (oy, ox) whose tap (ky, kx) reads input pixel (iy, ix), if any.
-    let ty = i32(iy + params.pad) - i32(ky);
-    let tx = i32(ix + params.pad) - i32(kx);
-    if (ty < 0 || tx < 0) {
+    let at = vec2<i32>(vec2<u32>(p % params.width, p / params.width) + params.pad);
+    return vec4<i32>(i32(b * params.out_channels * params.out_height * params.out_width), at, 0);
+}
+
+fn b_k_part(k: u32) -> vec4<i32> {
+    let kernel = params.kernel;
+    let tap = vec2<u32>(k % kernel, (k / kernel) % kernel);
+    let co = k / (kernel * kernel);
+    return vec4<i32>(i32(co * params.out_height * params.out_width), vec2<i32>(tap), 0);
+}
+
+fn b_load(k_part: vec4<i32>, n_part: vec4<i32>) -> f32 {
+    let t = n_part.yz - k_part.yz;
+    let odd = vec2<i32>(i32(params.stride) - 1);
+    if (any(t < vec2<i32>(0)) || any((t & odd) != vec2<i32>(0))) {
         return 0.0;
     }
-    let s = params.stride;
-    let oy = u32(ty) / s;
-    let ox = u32(tx) / s;
-    if (u32(ty) % s != 0u || u32(tx) % s != 0u || oy >= params.out_height || ox >= params.out_width) {
+    let o = vec2<u32>(t >> vec2<u32>(countTrailingZeros(params.stride)));
+    if (o.x >= params.out_width || o.y >= params.out_height) {
         return 0.0;
     }
-    return dy[((b * params.out_channels + co) * params.out_height + oy) * params.out_width + ox];
+    return dy[u32(n_part.x + k_part.x) + o.y * params.out_width + o.x];
 }
 
 fn store_c(m: u32, n: u32, split: u32, value: f32) {

@@ -44,30 +44,48 @@ fn gemm_b_n_fast() -> bool {
     return false;
 }
 
-fn load_a(m: u32, k: u32) -> f32 {
-    let pixels = params.out_height * params.out_width;
-    let b = k / pixels;
-    let p = k % pixels;
-    return dy[(b * params.out_channels + m) * pixels + p];
+// A[co, (b, p)] = dy[b, co, p]: m part co * pixels, k part b * Cout * pixels + p.
+fn a_m_part(m: u32) -> vec4<i32> {
+    return vec4<i32>(i32(m * params.out_height * params.out_width), 0, 0, 0);
 }
 
-fn load_b(k: u32, n: u32) -> f32 {
-    let taps = params.kernel * params.kernel;
-    let ci = n / taps;
-    let tap = n % taps;
-    let ky = tap / params.kernel;
-    let kx = tap % params.kernel;
+fn a_k_part(k: u32) -> vec4<i32> {
+    let pixels = params.out_height * params.out_width;
+    return vec4<i32>(i32((k / pixels) * params.out_channels * pixels + k % pixels), 0, 0, 0);
+}
+
+fn a_load(m_part: vec4<i32>, k_part: vec4<i32>) -> f32 {
+    return dy[m_part.x + k_part.x];
+}
+
+// B[(b, oy, ox), (ci, ky, kx)] = x[b, ci, iy, ix] with (ix, iy) = (ox, oy) * stride +
+// (kx, ky) - pad, or 0 in the padding. k part: (offset of (b, 0, oy * stride, ox * stride),
+// ox * stride, oy * stride); n part: (offset of (ci, ky - pad, kx - pad) from there, kx - pad,
+// ky - pad).
+fn b_k_part(k: u32) -> vec4<i32> {
     let pixels = params.out_height * params.out_width;
     let b = k / pixels;
     let p = k % pixels;
-    let oy = p / params.out_width;
-    let ox = p % params.out_width;
-    let iy = i32(oy * params.stride + ky) - i32(params.pad);
-    let ix = i32(ox * params.stride + kx) - i32(params.pad);
-    if (iy < 0 || ix < 0 || iy >= i32(params.height) || ix >= i32(params.width)) {
+    let corner = vec2<i32>(vec2<u32>(p % params.out_width, p / params.out_width) * params.stride);
+    let image = i32(b * params.in_channels * params.height * params.width);
+    return vec4<i32>(image + corner.y * i32(params.width) + corner.x, corner, 0);
+}
+
+fn b_n_part(n: u32) -> vec4<i32> {
+    let kernel = params.kernel;
+    let taps = kernel * kernel;
+    let ci = n / taps;
+    let shift = vec2<i32>(vec2<u32>(n % kernel, (n % taps) / kernel)) - i32(params.pad);
+    let plane = i32(ci * params.height * params.width);
+    return vec4<i32>(plane + shift.y * i32(params.width) + shift.x, shift, 0);
+}
+
+fn b_load(k_part: vec4<i32>, n_part: vec4<i32>) -> f32 {
+    let at = k_part.yz + n_part.yz;
+    if (any(at < vec2<i32>(0)) || at.x >= i32(params.width) || at.y >= i32(params.height)) {
         return 0.0;
     }
-    return x[((b * params.in_channels + ci) * params.height + u32(iy)) * params.width + u32(ix)];
+    return x[k_part.x + n_part.x];
 }
 
 fn store_c(m: u32, n: u32, split: u32, value: f32) {

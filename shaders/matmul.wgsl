@@ -39,12 +39,29 @@ fn gemm_b_n_fast() -> bool {
     return params.b_stride_n == 1u;
 }
 
-fn load_a(m: u32, k: u32) -> f32 {
-    return a[m * params.a_stride_m + k * params.a_stride_k];
+// The parts are the two terms of the element index.
+fn a_m_part(m: u32) -> vec4<i32> {
+    return vec4<i32>(i32(m * params.a_stride_m), 0, 0, 0);
 }
 
-fn load_b(k: u32, n: u32) -> f32 {
-    return b[k * params.b_stride_k + n * params.b_stride_n];
+fn a_k_part(k: u32) -> vec4<i32> {
+    return vec4<i32>(i32(k * params.a_stride_k), 0, 0, 0);
+}
+
+fn a_load(m_part: vec4<i32>, k_part: vec4<i32>) -> f32 {
+    return a[m_part.x + k_part.x];
+}
+
+fn b_k_part(k: u32) -> vec4<i32> {
+    return vec4<i32>(i32(k * params.b_stride_k), 0, 0, 0);
+}
+
+fn b_n_part(n: u32) -> vec4<i32> {
+    return vec4<i32>(i32(n * params.b_stride_n), 0, 0, 0);
+}
+
+fn b_load(k_part: vec4<i32>, n_part: vec4<i32>) -> f32 {
+    return b[k_part.x + n_part.x];
 }
 
 fn store_c(m: u32, n: u32, split: u32, value: f32) {

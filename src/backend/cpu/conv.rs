@@ -160,21 +160,23 @@ pub fn conv2d_backward_input(g: &Conv2d, dy: &[f32], w: &[f32], dx: &mut [f32]) 
     );
 }
 
-/// Samples per group in the weight gradient: each group sums into its own partial, and the
-/// partials are added in group order, so the result does not depend on the thread count.
-const WEIGHT_GRAD_GROUP: usize = 8;
+/// The weight gradient splits the batch into this many groups of consecutive samples, each
+/// summed into its own partial by one task; the partials are then added in group order. A fixed
+/// count (not one per thread) keeps the result independent of the machine's thread count.
+const WEIGHT_GRAD_GROUPS: usize = 16;
 
 pub fn conv2d_backward_weight(g: &Conv2d, dy: &[f32], x: &[f32], dw: &mut [f32]) {
     check_lengths(g, x.len(), dw.len(), dy.len());
     let (kdim, pixels) = (g.in_channels * g.kernel * g.kernel, g.out_height() * g.out_width());
     let (x_len, dy_len) = (g.in_channels * g.height * g.width, g.out_channels * pixels);
-    let groups = g.batch.div_ceil(WEIGHT_GRAD_GROUP);
+    let per_group = g.batch.div_ceil(WEIGHT_GRAD_GROUPS).max(1);
+    let groups = g.batch.div_ceil(per_group);
     let partials: Vec<Vec<f32>> = (0..groups)
         .into_par_iter()
         .map(|group| {
             let mut partial = vec![0.0; dw.len()];
             let mut col = vec![0.0; if is_pointwise(g) { 0 } else { kdim * pixels }];
-            let samples = group * WEIGHT_GRAD_GROUP..((group + 1) * WEIGHT_GRAD_GROUP).min(g.batch);
+            let samples = group * per_group..((group + 1) * per_group).min(g.batch);
             for s in samples {
                 let (x, dy) = (&x[s * x_len..(s + 1) * x_len], &dy[s * dy_len..(s + 1) * dy_len]);
                 let col: &[f32] = if is_pointwise(g) {
@@ -235,8 +237,7 @@ pub fn channel_sum(n: usize, c: usize, s: usize, x: &[f32], out: &mut [f32], per
     } else {
         assert_eq!(out.len(), c, "channel_sum: output length");
         out.par_iter_mut().enumerate().for_each(|(ch, o)| {
-            let total: f64 =
-                (0..n).map(|b| x[(b * c + ch) * s..][..s].iter().map(|&v| v as f64).sum::<f64>()).sum();
+            let total: f64 = (0..n).map(|b| x[(b * c + ch) * s..][..s].iter().map(|&v| v as f64).sum::<f64>()).sum();
             *o = total as f32;
         });
     }

@@ -92,7 +92,7 @@ fn gemm_groups(m: usize, n: usize, splits: usize) -> [u32; 3] {
 
 /// Split-K of a GEMM with `tiles` output tiles and depth `k`: (slices, K values per slice).
 /// Slices hold a multiple of `TILE_K` values (so no tile straddles two slices), and none is empty.
-pub(crate) fn split_k(tiles: usize, k: usize) -> (usize, usize) {
+fn split_k(tiles: usize, k: usize) -> (usize, usize) {
     let wanted = SPLIT_TARGET_GROUPS.div_ceil(tiles.max(1)).min(k / SPLIT_MIN_K).clamp(1, MAX_SPLITS);
     if wanted == 1 {
         return (1, k);
@@ -127,6 +127,8 @@ pub fn conv2d(be: &GpuBackend, g: &Conv2d, x: &GpuTensor, w: &GpuTensor, b: &Gpu
 
 pub fn conv2d_backward_input(be: &GpuBackend, g: &Conv2d, dy: &GpuTensor, w: &GpuTensor, dx: &GpuTensor) {
     check_shapes("conv2d_backward_input", g, dx, w, dy);
+    // The kernel divides by the stride with a shift.
+    assert!(g.stride.is_power_of_two(), "conv2d_backward_input: stride {} is not a power of two", g.stride);
     let (m, n, k) = (g.in_channels, g.batch * g.height * g.width, g.out_channels * g.kernel * g.kernel);
     be.dispatch(
         &kernel!("conv2d_backward_input", with "gemm_tile"),
