@@ -373,31 +373,3 @@ fn linear_gradients_cpu() {
 fn linear_gradients_gpu() {
     linear_gradients_all(&gpu());
 }
-
-/// Not a check: GFLOP/s of the GPU convolution kernels on one mid-sized layer, for tuning
-/// (`cargo test --test conv -- --ignored --nocapture`).
-#[test]
-#[ignore]
-fn conv_throughput_gpu() {
-    let gp = gpu();
-    for g in [conv(16, 32, 32, 14, 14, 3, 1), conv(16, 16, 16, 28, 28, 3, 2)] {
-        let x = gp.upload(&random_vec(numel(g.input_shape()), 1), &g.input_shape());
-        let w = gp.upload(&random_vec(numel(g.weight_shape()), 2), &g.weight_shape());
-        let b = gp.zeros(&[g.out_channels]);
-        let y = gp.zeros(&g.output_shape());
-        let time = |run: &dyn Fn()| {
-            run();
-            read(&gp, &b);
-            let start = std::time::Instant::now();
-            for _ in 0..3 {
-                run();
-            }
-            read(&gp, &b);
-            g.flops() / (start.elapsed().as_secs_f64() / 3.0) / 1e9
-        };
-        let forward = time(&|| gp.conv2d(&g, &x, &w, &b, &y));
-        let input = time(&|| gp.conv2d_backward_input(&g, &y, &w, &x));
-        let weight = time(&|| gp.conv2d_backward_weight(&g, &y, &x, &w));
-        println!("{g:?}: GFLOP/s forward {forward:.3} backward input {input:.3} backward weight {weight:.3}");
-    }
-}
