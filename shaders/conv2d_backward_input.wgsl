@@ -4,23 +4,8 @@
 // the stride and the quotient inside the output contribute (the rest load zero).
 //   M = Cin, N = B * H * W (n = (b, iy, ix)), K = Cout * k * k (k = (co, ky, kx)).
 // The stride must be a power of two (it is 1 or 2), so dividing by it is a shift.
-// The tiling loop is in gemm_tile.wgsl, appended to this file.
+// Its parameters (conv2d_params.wgsl) and the tiling loop (gemm_tile.wgsl) are appended.
 
-struct Params {
-    batch: u32,
-    in_channels: u32,
-    out_channels: u32,
-    height: u32,
-    width: u32,
-    out_height: u32,
-    out_width: u32,
-    kernel: u32,
-    stride: u32,
-    pad: u32,
-    k_per_split: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;

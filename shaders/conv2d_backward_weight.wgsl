@@ -3,23 +3,8 @@
 //   M = Cout, N = Cin * k * k (n = (ci, ky, kx)), K = B * OH * OW (k = (b, oy, ox)).
 // K is long and M, N small, so the host splits K over workgroup_id.z: slice `split` writes its
 // partial sums to out[split, M * N] (then summed by channel_sum); with one slice, out is dw.
-// The tiling loop is in gemm_tile.wgsl, appended to this file.
+// Its parameters (conv2d_params.wgsl) and the tiling loop (gemm_tile.wgsl) are appended.
 
-struct Params {
-    batch: u32,
-    in_channels: u32,
-    out_channels: u32,
-    height: u32,
-    width: u32,
-    out_height: u32,
-    out_width: u32,
-    kernel: u32,
-    stride: u32,
-    pad: u32,
-    k_per_split: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;

@@ -2,23 +2,8 @@
 // each of its entries in x). x [B, Cin, H, W], w [Cout, Cin, k, k],
 // y [B, Cout, OH, OW]:
 //   M = Cout, N = B * OH * OW (n = (b, oy, ox)), K = Cin * k * k (k = (ci, ky, kx)).
-// The tiling loop is in gemm_tile.wgsl, appended to this file.
+// Its parameters (conv2d_params.wgsl) and the tiling loop (gemm_tile.wgsl) are appended.
 
-struct Params {
-    batch: u32,
-    in_channels: u32,
-    out_channels: u32,
-    height: u32,
-    width: u32,
-    out_height: u32,
-    out_width: u32,
-    kernel: u32,
-    stride: u32,
-    pad: u32,
-    k_per_split: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;

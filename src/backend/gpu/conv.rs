@@ -21,7 +21,7 @@ const SPLIT_MIN_K: usize = 512;
 /// ...and keep the reduction over slices short (channel_sum's one-invocation-per-output path).
 const MAX_SPLITS: usize = 64;
 
-/// Mirrors `Params` of the conv2d_* kernels.
+/// Mirrors `Params` in shaders/conv2d_params.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct ConvParams {
@@ -118,7 +118,7 @@ pub fn conv2d(be: &GpuBackend, g: &Conv2d, x: &GpuTensor, w: &GpuTensor, b: &Gpu
     assert_eq!(b.len(), g.out_channels, "conv2d: bias length");
     let (m, n, k) = (g.out_channels, g.batch * g.out_height() * g.out_width(), g.in_channels * g.kernel * g.kernel);
     be.dispatch(
-        &kernel!("conv2d_forward", with "gemm_tile"),
+        &kernel!("conv2d_forward", with "conv2d_params", "gemm_tile"),
         &ConvParams::new(g, k),
         &[x, w, b, y],
         gemm_groups(m, n, 1),
@@ -131,7 +131,7 @@ pub fn conv2d_backward_input(be: &GpuBackend, g: &Conv2d, dy: &GpuTensor, w: &Gp
     assert!(g.stride.is_power_of_two(), "conv2d_backward_input: stride {} is not a power of two", g.stride);
     let (m, n, k) = (g.in_channels, g.batch * g.height * g.width, g.out_channels * g.kernel * g.kernel);
     be.dispatch(
-        &kernel!("conv2d_backward_input", with "gemm_tile"),
+        &kernel!("conv2d_backward_input", with "conv2d_params", "gemm_tile"),
         &ConvParams::new(g, k),
         &[dy, w, dx],
         gemm_groups(m, n, 1),
@@ -141,7 +141,7 @@ pub fn conv2d_backward_input(be: &GpuBackend, g: &Conv2d, dy: &GpuTensor, w: &Gp
 pub fn conv2d_backward_weight(be: &GpuBackend, g: &Conv2d, dy: &GpuTensor, x: &GpuTensor, dw: &GpuTensor) {
     check_shapes("conv2d_backward_weight", g, x, dw, dy);
     let (m, n, k) = (g.out_channels, g.in_channels * g.kernel * g.kernel, g.batch * g.out_height() * g.out_width());
-    let kernel = kernel!("conv2d_backward_weight", with "gemm_tile");
+    let kernel = kernel!("conv2d_backward_weight", with "conv2d_params", "gemm_tile");
     // M and N are small and K long: slice K so enough workgroups run, then sum the slices.
     let (splits, per_split) = split_k(m.div_ceil(TILE_M) * n.div_ceil(TILE_N), k);
     let params = ConvParams::new(g, per_split);
