@@ -10,12 +10,14 @@
 //! - [`random`]: Philox counter-based random numbers, shared by both backends.
 //! - [`nn`]: layers with hand-written backward passes, and the reference U-Net.
 //! - [`bench`]: kernel and network timings on any backend.
+//! - [`selftest`]: the GPU checked against the CPU twin wherever the engine runs (the page).
 
 pub mod backend;
 pub mod bench;
 pub mod gpu;
 pub mod nn;
 pub mod random;
+pub mod selftest;
 pub mod tensor;
 
 #[cfg(target_arch = "wasm32")]

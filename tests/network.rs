@@ -111,3 +111,12 @@ fn unet_backward_matches_finite_differences() {
         }
     }
 }
+
+/// The in-page self-check (`consistency::selftest`) passes natively, so a failure in the browser
+/// points at the browser's WebGPU, not at the check.
+#[test]
+fn selftest_passes_on_lavapipe() {
+    for check in pollster::block_on(consistency::selftest::run(&gpu(), &cpu())).unwrap() {
+        assert!(check.passed(), "{}: error {} above {}", check.name, check.error, check.tolerance);
+    }
+}
