@@ -78,10 +78,8 @@ pub async fn bench_convs<B: Backend>(
         let y = be.zeros(&g.output_shape());
         let gflops = |seconds: f64| g.flops() / seconds / 1e9;
         let forward = seconds_per_run(be, &y, iters, now, &|| be.conv2d(g, &x, &w, &b, &y)).await?;
-        let backward_input =
-            seconds_per_run(be, &x, iters, now, &|| be.conv2d_backward_input(g, &y, &w, &x)).await?;
-        let backward_weight =
-            seconds_per_run(be, &w, iters, now, &|| be.conv2d_backward_weight(g, &y, &x, &w)).await?;
+        let backward_input = seconds_per_run(be, &x, iters, now, &|| be.conv2d_backward_input(g, &y, &w, &x)).await?;
+        let backward_weight = seconds_per_run(be, &w, iters, now, &|| be.conv2d_backward_weight(g, &y, &x, &w)).await?;
         out.push(ConvTiming {
             label: label.clone(),
             geometry: *g,
