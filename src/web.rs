@@ -6,8 +6,11 @@
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+use crate::backend::cpu::CpuBackend;
+use crate::backend::gpu::GpuBackend;
 use crate::gpu::context::AdapterSummary;
 use crate::gpu::GpuContext;
+use crate::selftest;
 use crate::Error;
 
 /// What a person sees when the browser has no WebGPU at all.
@@ -73,4 +76,30 @@ pub async fn engine_info() -> Result<JsValue, JsValue> {
     })?;
     let info = EngineInfo::from(context.adapter.clone());
     serde_wasm_bindgen::to_value(&info).map_err(JsValue::from)
+}
+
+/// One line of the engine self-check, as the page sees it.
+#[derive(Serialize)]
+struct CheckResult {
+    name: String,
+    error: f32,
+    tolerance: f32,
+    passed: bool,
+}
+
+/// Runs [`crate::selftest`]: the GPU kernels on this browser's WebGPU against the CPU backend
+/// compiled to wasm. Resolves to `[{ name, error, tolerance, passed }]`.
+#[wasm_bindgen]
+pub async fn engine_selftest() -> Result<JsValue, JsValue> {
+    if !has_navigator_gpu() {
+        return Err(js_sys::Error::new(NO_WEBGPU).into());
+    }
+    let to_js = |e: Error| JsValue::from(js_sys::Error::new(&e.to_string()));
+    let gpu = GpuBackend::new(GpuContext::new().await.map_err(to_js)?);
+    let checks = selftest::run(&gpu, &CpuBackend::new()).await.map_err(to_js)?;
+    let results: Vec<CheckResult> = checks
+        .iter()
+        .map(|c| CheckResult { name: c.name.clone(), error: c.error, tolerance: c.tolerance, passed: c.passed() })
+        .collect();
+    serde_wasm_bindgen::to_value(&results).map_err(JsValue::from)
 }
