@@ -3,7 +3,15 @@
 //! threads draw independently, a resumed run draws the same noise as an uninterrupted one, and
 //! the CPU backend reproduces the GPU's numbers. `shaders/random.wgsl` is the GPU twin.
 
-use crate::backend::RandomKey;
+/// Where a random draw comes from: the same (seed, step, stream, index) always gives the same
+/// number on every backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RandomKey {
+    pub seed: u64,
+    pub step: u32,
+    /// Separates independent draws within one step (noise, minibatch indices, ...).
+    pub stream: u32,
+}
 
 const M0: u32 = 0xD251_1F53;
 const M1: u32 = 0xCD9E_8D57;

@@ -15,6 +15,7 @@ pub mod gpu;
 
 use std::future::Future;
 
+pub use crate::random::RandomKey;
 use crate::tensor::Tensor;
 
 /// Geometry of a 2-D convolution with 'same'-style padding `(k - 1) / 2`.
@@ -82,15 +83,6 @@ pub struct AdamStep {
     pub max_grad_norm: f32,
 }
 
-/// Where a random draw comes from: the same (seed, step, stream, index) always gives the same
-/// number on every backend (Philox4x32-10, see `random.rs`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RandomKey {
-    pub seed: u64,
-    pub step: u32,
-    /// Separates independent draws within one step (noise, minibatch indices, ...).
-    pub stream: u32,
-}
 
 pub type BTensor<B> = Tensor<<B as Backend>::Storage>;
 
