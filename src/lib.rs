@@ -9,6 +9,8 @@
 //!   implementation (the WGSL kernels in `shaders/`) and its CPU twin (plain Rust).
 //! - [`random`]: Philox counter-based random numbers, shared by both backends.
 //! - [`nn`]: layers with hand-written backward passes, and the reference U-Net.
+//! - [`schedule`]: the schedule math of consistency training (parameterization, time grid, CT and
+//!   improved-CT curricula, choice of noise level, weighting), in f64 on the host.
 //! - [`bench`]: kernel and network timings on any backend.
 //! - [`selftest`]: the GPU checked against the CPU twin wherever the engine runs (the page).
 
@@ -17,6 +19,7 @@ pub mod bench;
 pub mod gpu;
 pub mod nn;
 pub mod random;
+pub mod schedule;
 pub mod selftest;
 pub mod tensor;
 
