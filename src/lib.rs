@@ -8,14 +8,16 @@
 //! - [`backend`]: the [`backend::Backend`] trait, the one interface model code uses, with its GPU
 //!   implementation (the WGSL kernels in `shaders/`) and its CPU twin (plain Rust).
 //! - [`random`]: Philox counter-based random numbers, shared by both backends.
+//! - [`data`]: the IDX format (plain or gzipped, validated) and the MNIST digits.
 //! - [`nn`]: layers with hand-written backward passes, and the reference U-Net.
 //! - [`schedule`]: the schedule math of consistency training (parameterization, time grid, CT and
 //!   improved-CT curricula, choice of noise level, weighting), in f64 on the host.
-//! - [`bench`]: kernel and network timings on any backend.
+//! - [`bench`](mod@bench): kernel and network timings on any backend.
 //! - [`selftest`]: the GPU checked against the CPU twin wherever the engine runs (the page).
 
 pub mod backend;
 pub mod bench;
+pub mod data;
 pub mod gpu;
 pub mod nn;
 pub mod random;

@@ -123,7 +123,7 @@ pub enum IndexChoice {
 /// The time grid of one discretization N, with the distribution of the index n over its N - 1
 /// adjacent pairs.
 ///
-/// Indices are 0-based: index i stands for the pair (times[i], times[i + 1]), the papers' n = i + 1.
+/// Indices are 0-based: index i stands for the pair `(times[i], times[i + 1])`, the papers' n = i + 1.
 #[derive(Clone, Debug)]
 pub struct NoiseLevels {
     times: Vec<f64>,

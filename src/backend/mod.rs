@@ -83,7 +83,6 @@ pub struct AdamStep {
     pub max_grad_norm: f32,
 }
 
-
 pub type BTensor<B> = Tensor<<B as Backend>::Storage>;
 
 pub trait Backend {
