@@ -10,6 +10,7 @@
 //! - [`random`]: Philox counter-based random numbers, shared by both backends.
 //! - [`data`]: the IDX format (plain or gzipped, validated) and the MNIST digits.
 //! - [`nn`]: layers with hand-written backward passes, and the reference U-Net.
+//! - [`model`]: the consistency function `f(x, t)` around the network (parameterization).
 //! - [`schedule`]: the schedule math of consistency training (parameterization, time grid, CT and
 //!   improved-CT curricula, choice of noise level, weighting), in f64 on the host.
 //! - [`bench`](mod@bench): kernel and network timings on any backend.
@@ -19,6 +20,7 @@ pub mod backend;
 pub mod bench;
 pub mod data;
 pub mod gpu;
+pub mod model;
 pub mod nn;
 pub mod random;
 pub mod schedule;
