@@ -13,6 +13,7 @@
 //! - [`model`]: the consistency function `f(x, t)` around the network (parameterization).
 //! - [`schedule`]: the schedule math of consistency training (parameterization, time grid, CT and
 //!   improved-CT curricula, choice of noise level, weighting), in f64 on the host.
+//! - [`train`]: consistency training (CT and improved CT), one recorded step at a time.
 //! - [`bench`](mod@bench): kernel and network timings on any backend.
 //! - [`selftest`]: the GPU checked against the CPU twin wherever the engine runs (the page).
 
@@ -26,6 +27,7 @@ pub mod random;
 pub mod schedule;
 pub mod selftest;
 pub mod tensor;
+pub mod train;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -1,0 +1,58 @@
+//! Consistency training steps (Algorithm 3 with the iCT switches): steps on the GPU equal the
+//! CPU backend.
+
+mod common;
+
+use common::*;
+use consistency::backend::{Backend, Metric};
+use consistency::model::ConsistencyModel;
+use consistency::nn::Widths;
+use consistency::schedule::{CtKind, CtSchedule, IndexChoice, Weighting};
+use consistency::train::{CtConfig, Trainer};
+
+fn config(kind: CtKind, metric: Metric, batch: usize) -> CtConfig {
+    CtConfig {
+        schedule: CtSchedule { kind, total_steps: 100 },
+        index_choice: IndexChoice::Lognormal,
+        weighting: Weighting::InverseStep,
+        metric,
+        batch,
+        lr: 1e-3,
+        sampling_ema: 0.99,
+        max_grad_norm: 1.0,
+        seed: 11,
+    }
+}
+
+/// Losses of `steps` steps and the final online, target and EMA weights.
+fn train<B: Backend>(be: &B, config: &CtConfig, images: &[u8], steps: usize) -> (Vec<f32>, [Vec<f32>; 3]) {
+    let model = ConsistencyModel::new(Widths::TINY);
+    let init = model.net.layout.init(config.seed);
+    let mut trainer = Trainer::new(be, model, config.clone(), &init, images);
+    let losses = (0..steps).map(|_| read(be, &trainer.step(be))[0]).collect();
+    (losses, [read(be, &trainer.params), read(be, &trainer.target), read(be, &trainer.ema)])
+}
+
+#[test]
+fn ct_steps_on_gpu_equal_cpu() {
+    // Ten synthetic digits: the comparison needs no real data.
+    let images: Vec<u8> = random_vec(10 * 784, 3).iter().map(|v| ((v + 1.0) * 127.5) as u8).collect();
+    for (kind, metric) in [
+        (CtKind::Original { s0: 2, s1: 150, mu0: 0.9 }, Metric::L2),
+        (CtKind::Improved { s0: 10, s1: 1280 }, Metric::PseudoHuber { c: 0.03 }),
+    ] {
+        let config = config(kind, metric, 4);
+        let steps = 3;
+        let (gpu_losses, gpu_weights) = train(&gpu(), &config, &images, steps);
+        let (cpu_losses, cpu_weights) = train(&cpu(), &config, &images, steps);
+        assert_close(&format!("{kind:?} losses"), &gpu_losses, &cpu_losses, 2e-3, 1e-6);
+        // Adam moves each weight by about lr * sign(gradient): where a gradient is nearly zero the
+        // two backends may disagree on its sign, so the bound per weight is 2 lr per step, and
+        // nearly all weights must agree far more closely.
+        for (name, (a, b)) in ["online", "target", "ema"].iter().zip(gpu_weights.iter().zip(&cpu_weights)) {
+            assert_close(name, a, b, 0.0, 2.0 * config.lr * steps as f32);
+            let close = a.iter().zip(b).filter(|(x, y)| (*x - *y).abs() <= 1e-5 + 1e-4 * y.abs()).count();
+            assert!(close as f64 >= 0.99 * a.len() as f64, "{name}: only {close} of {} weights agree", a.len());
+        }
+    }
+}
