@@ -14,6 +14,7 @@
 //! - [`schedule`]: the schedule math of consistency training (parameterization, time grid, CT and
 //!   improved-CT curricula, choice of noise level, weighting), in f64 on the host.
 //! - [`train`]: consistency training (CT and improved CT), one recorded step at a time.
+//! - [`sample`]: one-step and multistep sampling.
 //! - [`bench`](mod@bench): kernel and network timings on any backend.
 //! - [`selftest`]: the GPU checked against the CPU twin wherever the engine runs (the page).
 
@@ -24,6 +25,7 @@ pub mod gpu;
 pub mod model;
 pub mod nn;
 pub mod random;
+pub mod sample;
 pub mod schedule;
 pub mod selftest;
 pub mod tensor;

@@ -1,0 +1,68 @@
+//! One-step and multistep sampling (section 3): closed form with a zero network, GPU = CPU,
+//! seeded, independent of batch size, and bad time points refused.
+
+mod common;
+
+use common::*;
+use consistency::backend::{Backend, RandomKey};
+use consistency::model::ConsistencyModel;
+use consistency::nn::Widths;
+use consistency::random;
+use consistency::sample::sample;
+use consistency::schedule::{c_skip, T};
+
+fn draw<B: Backend>(
+    be: &B,
+    model: &ConsistencyModel,
+    params: &[f32],
+    count: usize,
+    points: &[f64],
+    seed: u64,
+) -> Vec<f32> {
+    let p = be.upload(params, &[params.len()]);
+    read(be, &sample(be, model, &p, count, points, seed).unwrap())
+}
+
+#[test]
+fn one_step_with_a_zero_network_is_c_skip_times_the_start() {
+    // With every weight zero, F = 0, so f(x_T, T) = c_skip(T) x_T with x_T = T z.
+    let model = ConsistencyModel::new(Widths::TINY);
+    let zeros = vec![0.0; model.net.layout.len];
+    let out = draw(&cpu(), &model, &zeros, 2, &[], 5);
+    let key = RandomKey { seed: 5, step: 0, stream: 0 };
+    let expected: Vec<f32> = (0..out.len() as u32).map(|i| (c_skip(T) * T) as f32 * random::normal(key, i)).collect();
+    assert_close("f(T z, T)", &out, &expected, 1e-6, 0.0);
+}
+
+#[test]
+fn samples_on_gpu_equal_cpu_and_do_not_depend_on_batch_size() {
+    let model = ConsistencyModel::new(Widths::TINY);
+    let params = model.net.layout.init(9);
+    for points in [&[][..], &[0.8][..], &[20.0, 2.0, 0.5][..]] {
+        let on_gpu = draw(&gpu(), &model, &params, 3, points, 42);
+        let on_cpu = draw(&cpu(), &model, &params, 3, points, 42);
+        assert_close(&format!("steps {points:?}"), &on_gpu, &on_cpu, 1e-3, 1e-4);
+        let fewer = draw(&cpu(), &model, &params, 2, points, 42);
+        assert_eq!(&on_cpu[..fewer.len()], &fewer[..], "sample i must not depend on the batch size");
+    }
+}
+
+#[test]
+fn the_seed_decides_the_samples() {
+    let model = ConsistencyModel::new(Widths::TINY);
+    let params = model.net.layout.init(9);
+    let be = cpu();
+    assert_eq!(draw(&be, &model, &params, 2, &[1.0], 1), draw(&be, &model, &params, 2, &[1.0], 1));
+    assert_ne!(draw(&be, &model, &params, 2, &[1.0], 1), draw(&be, &model, &params, 2, &[1.0], 2));
+}
+
+#[test]
+fn bad_time_points_are_refused() {
+    let model = ConsistencyModel::new(Widths::TINY);
+    let be = cpu();
+    let p = be.zeros(&[model.net.layout.len]);
+    for points in [&[80.0][..], &[0.001][..], &[1.0, 2.0][..], &[f64::NAN][..]] {
+        let err = sample(&be, &model, &p, 1, points, 0).err().expect("refused").to_string();
+        assert!(err.contains("time point"), "{points:?}: {err}");
+    }
+}
