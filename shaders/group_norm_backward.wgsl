@@ -54,14 +54,6 @@ fn workgroup_sum(v: vec2<f32>, lid: u32) -> vec2<f32> {
     return total;
 }
 
-// d silu(a) / da = s + a s (1 - s), s = sigmoid(a); the sigmoid never takes exp of a large
-// positive number.
-fn silu_grad(a: f32) -> f32 {
-    let e = exp(-abs(a));
-    let s = select(e / (1.0 + e), 1.0 / (1.0 + e), a >= 0.0);
-    return s + a * s * (1.0 - s);
-}
-
 // da for the value at flat index i of channel c, given its xhat.
 fn da(i: u32, c: u32, xhat: f32) -> f32 {
     if (params.silu != 0u) {

@@ -44,13 +44,6 @@ fn workgroup_sum(v: f32, lid: u32) -> f32 {
     return total;
 }
 
-// x * sigmoid(x), with a sigmoid that never evaluates exp of a large positive number.
-fn silu(v: f32) -> f32 {
-    let e = exp(-abs(v));
-    let s = select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
-    return v * s;
-}
-
 @compute @workgroup_size(256)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,

@@ -1,4 +1,4 @@
-// dx = dy * d silu(x) / dx = dy * (s + x s (1 - s)), s = sigmoid(x), elementwise.
+// dx = dy * silu_grad(x), elementwise (silu.wgsl is appended).
 
 struct Params {
     len: u32,
@@ -13,10 +13,6 @@ struct Params {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = gid.x + gid.y * groups.x * 256u;
     if (i < params.len) {
-        let v = x[i];
-        // Same overflow-free sigmoid as the forward.
-        let e = exp(-abs(v));
-        let s = select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
-        dx[i] = dy[i] * (s + v * s * (1.0 - s));
+        dx[i] = dy[i] * silu_grad(x[i]);
     }
 }

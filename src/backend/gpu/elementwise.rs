@@ -69,13 +69,13 @@ pub fn add(be: &GpuBackend, a: &GpuTensor, b: &GpuTensor, out: &GpuTensor) {
 pub fn silu(be: &GpuBackend, x: &GpuTensor, y: &GpuTensor) {
     assert_eq!(x.len(), y.len(), "silu: lengths");
     let len = u32_len(y.len(), "silu");
-    be.dispatch(&kernel!("silu_forward"), &Len { len }, &[x, y], grid(y.len(), WORKGROUP));
+    be.dispatch(&kernel!("silu_forward", with "silu"), &Len { len }, &[x, y], grid(y.len(), WORKGROUP));
 }
 
 pub fn silu_backward(be: &GpuBackend, x: &GpuTensor, dy: &GpuTensor, dx: &GpuTensor) {
     assert!(x.len() == dy.len() && x.len() == dx.len(), "silu_backward: lengths");
     let len = u32_len(dx.len(), "silu_backward");
-    be.dispatch(&kernel!("silu_backward"), &Len { len }, &[x, dy, dx], grid(dx.len(), WORKGROUP));
+    be.dispatch(&kernel!("silu_backward", with "silu"), &Len { len }, &[x, dy, dx], grid(dx.len(), WORKGROUP));
 }
 
 /// Checks x `[N, C, H, W]` against y `[N, C, 2H, 2W]` and returns the input's geometry.

@@ -72,6 +72,13 @@ macro_rules! kernel {
             entry: $entry,
         }
     };
+    ($name:literal, entry = $entry:literal, with $($part:literal),+) => {
+        $crate::gpu::Kernel {
+            name: concat!($name, "::", $entry),
+            sources: &[include_str!(concat!("../../../shaders/", $name, ".wgsl")), $(include_str!(concat!("../../../shaders/", $part, ".wgsl"))),+],
+            entry: $entry,
+        }
+    };
     ($name:literal, with $($part:literal),+) => {
         $crate::gpu::Kernel {
             name: $name,

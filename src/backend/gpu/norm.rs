@@ -75,7 +75,7 @@ pub fn group_norm(
         eps: EPS,
     };
     // One workgroup per (sample, group): grid's one item per workgroup.
-    be.dispatch(&kernel!("group_norm_forward"), &params, &[x, gamma, beta, y, stats], grid(n * groups, 1));
+    be.dispatch(&kernel!("group_norm_forward", with "silu"), &params, &[x, gamma, beta, y, stats], grid(n * groups, 1));
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -116,13 +116,13 @@ pub fn group_norm_backward(
     };
     // The binding order is the shader's: inputs 1-5, then the entry point's outputs.
     be.dispatch(
-        &kernel!("group_norm_backward", entry = "input_grad"),
+        &kernel!("group_norm_backward", entry = "input_grad", with "silu"),
         &params,
         &[dy, x, gamma, beta, stats, dx],
         grid(n * groups, 1),
     );
     be.dispatch(
-        &kernel!("group_norm_backward", entry = "affine_grad"),
+        &kernel!("group_norm_backward", entry = "affine_grad", with "silu"),
         &params,
         &[dy, x, gamma, beta, stats, dgamma, dbeta],
         grid(c, 1),
