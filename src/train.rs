@@ -66,7 +66,7 @@ impl<B: Backend> Trainer<B> {
     pub fn new(be: &B, model: ConsistencyModel, config: CtConfig, init: &[f32], images: &[u8]) -> Self {
         let len = model.net.layout.len;
         assert_eq!(init.len(), len, "initial weights do not match the network");
-        assert!(!images.is_empty() && images.len() % PIXELS == 0, "images must be whole 28x28 digits");
+        assert!(!images.is_empty() && images.len().is_multiple_of(PIXELS), "images must be whole 28x28 digits");
         // theta_minus = theta and the sampling EMA start at the initial weights (Algorithm 3).
         let params = be.upload(init, &[len]);
         Trainer {

@@ -62,7 +62,7 @@ fn bad_time_points_are_refused() {
     let be = cpu();
     let p = be.zeros(&[model.net.layout.len]);
     for points in [&[80.0][..], &[0.001][..], &[1.0, 2.0][..], &[f64::NAN][..]] {
-        let err = sample(&be, &model, &p, 1, points, 0).err().expect("refused").to_string();
+        let err = sample(&be, &model, &p, 1, points, 0).expect_err("refused").to_string();
         assert!(err.contains("time point"), "{points:?}: {err}");
     }
 }

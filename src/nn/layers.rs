@@ -129,7 +129,7 @@ pub struct NormSilu {
 
 impl NormSilu {
     pub fn new(layout: &mut ParamLayout, name: &str, channels: usize) -> Self {
-        assert!(channels % GROUPS == 0, "{name}: {channels} channels do not split into {GROUPS} groups");
+        assert!(channels.is_multiple_of(GROUPS), "{name}: {channels} channels do not split into {GROUPS} groups");
         NormSilu {
             gamma: layout.add(&format!("{name}.gamma"), &[channels], Init::Ones),
             beta: layout.add(&format!("{name}.beta"), &[channels], Init::Zeros),
