@@ -2,16 +2,8 @@
 // dpred = (weight[n] / N) * d'(r) with r = pred - target and
 //   L2: 2 r / D,   L1: sign(r) / D (0 at r = 0),   pseudo-Huber: r / sqrt(||r_n||^2 + c^2),
 // where ||r_n||^2 comes from the forward pass (stats), so no second reduction is needed.
+// Parameters: loss_params.wgsl, appended.
 
-struct Params {
-    n: u32,
-    d: u32,
-    // 0 = L2, 1 = L1, 2 = pseudo-Huber.
-    metric: u32,
-    c: f32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> pred: array<f32>;
 @group(0) @binding(2) var<storage, read> tgt: array<f32>;
 @group(0) @binding(3) var<storage, read> weight: array<f32>;

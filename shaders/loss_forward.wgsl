@@ -2,17 +2,8 @@
 // over the D values of sample n, plus stats[n] = ||pred[n] - target[n]||^2, which the pseudo-Huber
 // backward needs. One workgroup per sample: each thread sums a strided slice of the sample, then
 // a tree in workgroup memory adds the 256 partial sums (shorter addition chains than one loop).
+// Parameters: loss_params.wgsl, appended.
 
-struct Params {
-    n: u32,
-    d: u32,
-    // 0 = L2 (mean of r^2), 1 = L1 (mean of |r|), 2 = pseudo-Huber.
-    metric: u32,
-    // The pseudo-Huber constant.
-    c: f32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> pred: array<f32>;
 @group(0) @binding(2) var<storage, read> tgt: array<f32>;
 @group(0) @binding(3) var<storage, read> weight: array<f32>;

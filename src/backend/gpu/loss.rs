@@ -5,7 +5,7 @@ use bytemuck::{Pod, Zeroable};
 use super::{grid, kernel, GpuBackend, GpuTensor, WORKGROUP};
 use crate::backend::Metric;
 
-/// Mirrors `Params` of `loss_forward.wgsl` and `loss_backward.wgsl`.
+/// Mirrors `Params` in shaders/loss_params.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct LossParams {
@@ -41,7 +41,7 @@ pub fn loss(
     assert!(weight.len() == n && loss.len() == n && stats.len() == n, "loss: weight, loss and stats must be [{n}]");
     let p = LossParams::new(metric, pred);
     // One workgroup per sample.
-    be.dispatch(&kernel!("loss_forward"), &p, &[pred, target, weight, loss, stats], grid(n, 1));
+    be.dispatch(&kernel!("loss_forward", with "loss_params"), &p, &[pred, target, weight, loss, stats], grid(n, 1));
 }
 
 pub fn loss_backward(
@@ -57,7 +57,12 @@ pub fn loss_backward(
     assert!(pred.len() == target.len() && pred.len() == dpred.len(), "loss_backward: pred, target, dpred lengths");
     assert!(weight.len() == n && stats.len() == n, "loss_backward: weight and stats must be [{n}]");
     let p = LossParams::new(metric, pred);
-    be.dispatch(&kernel!("loss_backward"), &p, &[pred, target, weight, stats, dpred], grid(pred.len(), WORKGROUP));
+    be.dispatch(
+        &kernel!("loss_backward", with "loss_params"),
+        &p,
+        &[pred, target, weight, stats, dpred],
+        grid(pred.len(), WORKGROUP),
+    );
 }
 
 /// Mirrors `Params` of `sum_reduce.wgsl`.
