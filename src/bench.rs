@@ -4,8 +4,14 @@
 //! `performance.now()` in the browser), and each measurement ends with a readback so queued
 //! GPU work is included.
 
+use std::cell::RefCell;
+
 use crate::backend::{Backend, Conv2d};
+use crate::model::ConsistencyModel;
 use crate::nn::{UNet, Widths};
+use crate::sample::sample;
+use crate::schedule::T;
+use crate::train::{CtConfig, Trainer};
 
 /// Seconds since some fixed point.
 pub type Clock<'a> = &'a dyn Fn() -> f64;
@@ -111,4 +117,46 @@ pub async fn bench_network<B: Backend>(
         net.backward(be, &params, &grads, &cache, &dy);
     };
     seconds_per_run(be, &grads, iters, now, &step).await
+}
+
+/// Seconds per consistency-training step (the default improved-CT recipe) of the model at
+/// `widths` with batch `batch`, on synthetic digits (mean over `iters` steps after one warm-up).
+pub async fn bench_train_step<B: Backend>(
+    be: &B,
+    widths: Widths,
+    batch: usize,
+    iters: usize,
+    now: Clock<'_>,
+) -> crate::Result<f64> {
+    let model = ConsistencyModel::new(widths);
+    let init = model.net.layout.init(0);
+    let images: Vec<u8> = (0..batch * 784).map(|i| (i * 37 % 256) as u8).collect();
+    let config = CtConfig { batch, ..CtConfig::improved(1000) };
+    let trainer = RefCell::new(Trainer::new(be, model, config, &init, &images));
+    let params = trainer.borrow().params.clone();
+    seconds_per_run(be, &params, iters, now, &|| {
+        trainer.borrow_mut().step(be);
+    })
+    .await
+}
+
+/// Seconds to draw `count` samples with one network evaluation each (`steps` = 1) or more.
+pub async fn bench_sampling<B: Backend>(
+    be: &B,
+    widths: Widths,
+    count: usize,
+    steps: usize,
+    iters: usize,
+    now: Clock<'_>,
+) -> crate::Result<f64> {
+    let model = ConsistencyModel::new(widths);
+    let params = be.upload(&model.net.layout.init(0), &[model.net.layout.len]);
+    let time_points: Vec<f64> = (1..steps).map(|s| T / 4f64.powi(s as i32)).collect();
+    let out = sample(be, &model, &params, count, &time_points, 0)?;
+    let last = RefCell::new(out);
+    let done = last.borrow().clone();
+    seconds_per_run(be, &done, iters, now, &|| {
+        *last.borrow_mut() = sample(be, &model, &params, count, &time_points, 0).expect("valid time points");
+    })
+    .await
 }

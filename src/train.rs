@@ -10,7 +10,7 @@
 use crate::backend::{AdamStep, BTensor, Backend, Metric, RandomKey};
 use crate::model::ConsistencyModel;
 use crate::random;
-use crate::schedule::{CtSchedule, IndexChoice, NoiseLevels, Weighting};
+use crate::schedule::{self, CtKind, CtSchedule, IndexChoice, NoiseLevels, Weighting};
 
 /// Pixels of an MNIST digit.
 const PIXELS: usize = 28 * 28;
@@ -29,11 +29,49 @@ pub struct CtConfig {
     pub metric: Metric,
     pub batch: usize,
     pub lr: f32,
-    /// Decay of the separate EMA of theta used for sampling.
+    /// Final decay of the separate EMA of theta used for sampling. The decay at step k is
+    /// min(sampling_ema, (1 + k) / (10 + k)), so early weights are forgotten quickly.
     pub sampling_ema: f32,
     /// Global gradient-norm clip; 0 disables it.
     pub max_grad_norm: f32,
     pub seed: u64,
+}
+
+impl CtConfig {
+    /// Improved consistency training (section 6), the default recipe: pseudo-Huber loss with
+    /// c = 0.00054 sqrt(784), lambda = 1/(t_{n+1} - t_n), lognormal n, the exponential curriculum
+    /// from 11 to 161 grid points over `total_steps`, and mu = 0. Ending at s1 = 160 rather than
+    /// the paper's 1280 suits runs of a few thousand steps (`shared/docs/recipes.md`).
+    pub fn improved(total_steps: u32) -> Self {
+        CtConfig {
+            schedule: CtSchedule { kind: CtKind::Improved { s0: 10, s1: 160 }, total_steps },
+            index_choice: IndexChoice::Lognormal,
+            weighting: Weighting::InverseStep,
+            metric: Metric::PseudoHuber { c: schedule::pseudo_huber_c(PIXELS) as f32 },
+            ..Self::original(total_steps)
+        }
+    }
+
+    /// The original consistency training (section 5, Algorithm 3): squared L2 loss, uniform n,
+    /// N(k) growing from 2 to 151 points over `total_steps`, and the EMA teacher with mu0 = 0.9.
+    pub fn original(total_steps: u32) -> Self {
+        CtConfig {
+            schedule: CtSchedule { kind: CtKind::Original { s0: 2, s1: 150, mu0: 0.9 }, total_steps },
+            index_choice: IndexChoice::Uniform,
+            weighting: Weighting::Uniform,
+            metric: Metric::L2,
+            batch: 64,
+            lr: 2e-4,
+            sampling_ema: 0.999,
+            max_grad_norm: 0.0,
+            seed: 0,
+        }
+    }
+
+    /// The sampling EMA's decay at step k (see [`CtConfig::sampling_ema`]).
+    pub fn sampling_ema_at(&self, k: u32) -> f32 {
+        self.sampling_ema.min((1.0 + k as f32) / (10.0 + k as f32))
+    }
 }
 
 /// The state of a run on one backend: online weights theta, target theta_minus, the sampling
@@ -147,7 +185,7 @@ impl<B: Backend> Trainer<B> {
         let adam = AdamStep { lr: c.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, t: k + 1, max_grad_norm: c.max_grad_norm };
         be.adam(&adam, &self.params, &self.grads, &self.adam_m, &self.adam_v, &grad_sumsq);
         be.ema(mu, &self.target, &self.params);
-        be.ema(c.sampling_ema, &self.ema, &self.params);
+        be.ema(c.sampling_ema_at(k), &self.ema, &self.params);
         self.step += 1;
         loss
     }
