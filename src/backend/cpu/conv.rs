@@ -4,6 +4,8 @@
 //! transposed operand costs nothing. Convolutions work one sample at a time (im2col of one
 //! sample stays in cache) with samples spread over rayon's threads.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use crate::backend::Conv2d;
@@ -55,57 +57,78 @@ fn is_pointwise(g: &Conv2d) -> bool {
     g.kernel == 1 && g.stride == 1
 }
 
-/// The input pixel that output pixel `o` reads through tap `t` along one axis, if not padding.
-fn source(o: usize, t: usize, g: &Conv2d, len: usize) -> Option<usize> {
-    (o * g.stride + t).checked_sub(g.pad()).filter(|&i| i < len)
+/// The output pixels `o` (of `out_len`) that read a real input pixel (not padding) through tap
+/// `t` along an axis of `len` pixels: `0 <= o * stride + t - pad < len`.
+fn inside(t: usize, g: &Conv2d, len: usize, out_len: usize) -> Range<usize> {
+    let start = g.pad().saturating_sub(t).div_ceil(g.stride);
+    let end = (len + g.pad()).saturating_sub(t).div_ceil(g.stride).min(out_len);
+    start..end.max(start)
+}
+
+/// For each tap (ky, kx) of one input plane, the output row range that reads a real input row
+/// and the column range that reads a real input column. Rows and columns outside read padding.
+fn for_each_tap(g: &Conv2d, mut visit: impl FnMut(usize, Range<usize>, Range<usize>)) {
+    let (oh, ow) = (g.out_height(), g.out_width());
+    for ky in 0..g.kernel {
+        for kx in 0..g.kernel {
+            visit(ky * g.kernel + kx, inside(ky, g, g.height, oh), inside(kx, g, g.width, ow));
+        }
+    }
 }
 
 /// im2col of one sample: col `[Cin * k * k, OH * OW]`, row `(ci, ky, kx)` holding the input
 /// pixel each output pixel sees through that tap (0 in the padding).
 fn im2col(g: &Conv2d, x: &[f32], col: &mut [f32]) {
-    let (oh, ow, k) = (g.out_height(), g.out_width(), g.kernel);
-    let mut rows = col.chunks_exact_mut(oh * ow);
-    for plane in x.chunks_exact(g.height * g.width) {
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = rows.next().expect("col has Cin * k * k rows");
-                for oy in 0..oh {
-                    let out = &mut row[oy * ow..(oy + 1) * ow];
-                    match source(oy, ky, g, g.height) {
-                        None => out.fill(0.0),
-                        Some(iy) => {
-                            let line = &plane[iy * g.width..(iy + 1) * g.width];
-                            for (ox, v) in out.iter_mut().enumerate() {
-                                *v = source(ox, kx, g, g.width).map_or(0.0, |ix| line[ix]);
-                            }
-                        }
+    let (oh, ow, taps) = (g.out_height(), g.out_width(), g.kernel * g.kernel);
+    for (plane, rows) in x.chunks_exact(g.height * g.width).zip(col.chunks_exact_mut(taps * oh * ow)) {
+        for_each_tap(g, |tap, ys, xs| {
+            let ky = tap / g.kernel;
+            let row = &mut rows[tap * oh * ow..(tap + 1) * oh * ow];
+            for (oy, out) in row.chunks_exact_mut(ow).enumerate() {
+                if !ys.contains(&oy) {
+                    out.fill(0.0);
+                    continue;
+                }
+                let first = xs.start * g.stride + tap % g.kernel - g.pad();
+                let line = &plane[(oy * g.stride + ky - g.pad()) * g.width..][..g.width];
+                out[..xs.start].fill(0.0);
+                out[xs.end..].fill(0.0);
+                let inner = &mut out[xs.clone()];
+                if g.stride == 1 {
+                    inner.copy_from_slice(&line[first..first + inner.len()]);
+                } else {
+                    for (j, v) in inner.iter_mut().enumerate() {
+                        *v = line[first + j * g.stride];
                     }
                 }
             }
-        }
+        });
     }
 }
 
 /// The adjoint of im2col: adds each entry of col back onto the input pixel it came from.
 fn col2im(g: &Conv2d, col: &[f32], dx: &mut [f32]) {
-    let (oh, ow, k) = (g.out_height(), g.out_width(), g.kernel);
+    let (oh, ow, taps) = (g.out_height(), g.out_width(), g.kernel * g.kernel);
     dx.fill(0.0);
-    let mut rows = col.chunks_exact(oh * ow);
-    for plane in dx.chunks_exact_mut(g.height * g.width) {
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = rows.next().expect("col has Cin * k * k rows");
-                for oy in 0..oh {
-                    let Some(iy) = source(oy, ky, g, g.height) else { continue };
-                    let line = &mut plane[iy * g.width..(iy + 1) * g.width];
-                    for (ox, &v) in row[oy * ow..(oy + 1) * ow].iter().enumerate() {
-                        if let Some(ix) = source(ox, kx, g, g.width) {
-                            line[ix] += v;
-                        }
+    for (plane, rows) in dx.chunks_exact_mut(g.height * g.width).zip(col.chunks_exact(taps * oh * ow)) {
+        for_each_tap(g, |tap, ys, xs| {
+            let ky = tap / g.kernel;
+            let row = &rows[tap * oh * ow..(tap + 1) * oh * ow];
+            for oy in ys {
+                let first = xs.start * g.stride + tap % g.kernel - g.pad();
+                let line = &mut plane[(oy * g.stride + ky - g.pad()) * g.width..][..g.width];
+                let inner = &row[oy * ow + xs.start..oy * ow + xs.end];
+                if g.stride == 1 {
+                    for (d, &v) in line[first..first + inner.len()].iter_mut().zip(inner) {
+                        *d += v;
+                    }
+                } else {
+                    for (j, &v) in inner.iter().enumerate() {
+                        line[first + j * g.stride] += v;
                     }
                 }
             }
-        }
+        });
     }
 }
 

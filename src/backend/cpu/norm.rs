@@ -59,10 +59,11 @@ pub fn group_norm(
             let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / len as f64;
             let rstd = 1.0 / (var + EPS).sqrt();
             let c0 = (ng % groups) * cpg;
-            for (j, (y, &x)) in y.iter_mut().zip(x).enumerate() {
-                let ch = c0 + j / s;
-                let a = ((x as f64 - mean) * rstd) as f32 * gamma[ch] + beta[ch];
-                *y = if silu { a * sigmoid(a) } else { a };
+            for (ch, (y, x)) in (c0..).zip(y.chunks_exact_mut(s).zip(x.chunks_exact(s))) {
+                for (y, &x) in y.iter_mut().zip(x) {
+                    let a = ((x as f64 - mean) * rstd) as f32 * gamma[ch] + beta[ch];
+                    *y = if silu { a * sigmoid(a) } else { a };
+                }
             }
             stats[0] = mean as f32;
             stats[1] = rstd as f32;
@@ -91,48 +92,56 @@ pub fn group_norm_backward(
     let len = cpg * s;
     assert!(x.len() == n * c * s && dy.len() == x.len() && dx.len() == x.len() && stats.len() == n * groups * 2);
     assert!(dgamma.len() == c && dbeta.len() == c);
-    // Uses the saved stats (as the kernels do), so a gradient matches the forward that saved them.
-    let xhat = |i: usize, ng: usize| (x[i] - stats[2 * ng]) * stats[2 * ng + 1];
-
-    if len > 0 {
-        // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = da * gamma, per (sample, group).
-        dx.par_chunks_mut(len).enumerate().for_each(|(ng, dx)| {
-            let base = ng * len;
-            let c0 = (ng % groups) * cpg;
-            let g = |j: usize| {
-                let ch = c0 + j / s;
-                let xh = xhat(base + j, ng);
-                (da(silu, dy[base + j], xh, gamma[ch], beta[ch]) * gamma[ch], xh)
-            };
-            let (mut sum_g, mut sum_gx) = (0.0f64, 0.0f64);
-            for j in 0..len {
-                let (g, xh) = g(j);
-                sum_g += g as f64;
-                sum_gx += g as f64 * xh as f64;
-            }
-            let (mean_g, mean_gx) = (sum_g / len as f64, sum_gx / len as f64);
-            let rstd = stats[2 * ng + 1] as f64;
-            for (j, dx) in dx.iter_mut().enumerate() {
-                let (g, xh) = g(j);
-                *dx = (rstd * (g as f64 - mean_g - xh as f64 * mean_gx)) as f32;
-            }
-        });
+    if len == 0 {
+        dgamma.fill(0.0);
+        dbeta.fill(0.0);
+        return;
     }
-
-    // dgamma[c] = sum of da * xhat, dbeta[c] = sum of da, over samples and positions.
-    dgamma.par_iter_mut().zip(dbeta.par_iter_mut()).enumerate().for_each(|(ch, (dg, db))| {
-        let (mut sum_gx, mut sum_d) = (0.0f64, 0.0f64);
-        for i in 0..n {
-            let ng = i * groups + ch / cpg;
-            let base = (i * c + ch) * s;
-            for (k, &dy) in (base..base + s).zip(&dy[base..base + s]) {
-                let xh = xhat(k, ng);
-                let d = da(silu, dy, xh, gamma[ch], beta[ch]);
-                sum_gx += d as f64 * xh as f64;
-                sum_d += d as f64;
+    // Per (sample, group), a contiguous run of `len` values: dx = rstd * (g - mean(g) - xhat *
+    // mean(g * xhat)) with g = da * gamma, and this run's share of the affine gradients,
+    // dgamma[c] = sum of da * xhat and dbeta[c] = sum of da (summed over samples below). The saved
+    // stats are used, as the kernels do, so a gradient matches the forward that saved them.
+    let mut partials = vec![(0.0f64, 0.0f64); n * c];
+    dx.par_chunks_mut(len).zip(partials.par_chunks_mut(cpg)).enumerate().for_each_init(
+        || Vec::with_capacity(len),
+        |scratch: &mut Vec<(f32, f32)>, (ng, (dx, partial))| {
+            let (base, c0) = (ng * len, (ng % groups) * cpg);
+            let (mean, rstd) = (stats[2 * ng], stats[2 * ng + 1]);
+            // (da, xhat) of each value: the one sigmoid per value is the costly part.
+            scratch.clear();
+            for (ch, (x, dy)) in
+                (c0..).zip(x[base..base + len].chunks_exact(s).zip(dy[base..base + len].chunks_exact(s)))
+            {
+                scratch.extend(x.iter().zip(dy).map(|(&x, &dy)| {
+                    let xh = (x - mean) * rstd;
+                    (da(silu, dy, xh, gamma[ch], beta[ch]), xh)
+                }));
             }
-        }
-        *dg = sum_gx as f32;
+            let (mut sum_g, mut sum_gx) = (0.0f64, 0.0f64);
+            for (channel, values) in scratch.chunks_exact(s).enumerate() {
+                let gamma = gamma[c0 + channel];
+                let (mut sum_dx, mut sum_d) = (0.0f64, 0.0f64);
+                for &(d, xh) in values {
+                    let g = (d * gamma) as f64;
+                    sum_dx += d as f64 * xh as f64;
+                    sum_d += d as f64;
+                    sum_g += g;
+                    sum_gx += g * xh as f64;
+                }
+                partial[channel] = (sum_dx, sum_d);
+            }
+            let (mean_g, mean_gx, rstd) = (sum_g / len as f64, sum_gx / len as f64, rstd as f64);
+            for (ch, (dx, values)) in (c0..).zip(dx.chunks_exact_mut(s).zip(scratch.chunks_exact(s))) {
+                for (dx, &(d, xh)) in dx.iter_mut().zip(values) {
+                    let g = (d * gamma[ch]) as f64;
+                    *dx = (rstd * (g - mean_g - xh as f64 * mean_gx)) as f32;
+                }
+            }
+        },
+    );
+    for (ch, (dg, db)) in dgamma.iter_mut().zip(dbeta.iter_mut()).enumerate() {
+        let (sum_dx, sum_d) = (0..n).map(|i| partials[i * c + ch]).fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1));
+        *dg = sum_dx as f32;
         *db = sum_d as f32;
-    });
+    }
 }
