@@ -8,6 +8,7 @@
 //! bytes, no round trip.
 
 use crate::backend::{AdamStep, BTensor, Backend, Metric, RandomKey};
+use crate::checkpoint::Checkpoint;
 use crate::model::ConsistencyModel;
 use crate::random;
 use crate::schedule::{self, CtKind, CtSchedule, IndexChoice, NoiseLevels, Weighting};
@@ -120,6 +121,30 @@ impl<B: Backend> Trainer<B> {
             config,
             step: 0,
         }
+    }
+
+    /// Continues the run saved in `checkpoint` on `images`. The rest of the run is exactly the
+    /// one the saved run would have taken (every draw is keyed by seed, step and stream).
+    pub fn resume(be: &B, checkpoint: &Checkpoint, images: &[u8]) -> Self {
+        let model = ConsistencyModel::new(checkpoint.widths);
+        let [online, target, ema, m, v] = &checkpoint.states;
+        let mut trainer = Trainer::new(be, model, checkpoint.config.clone(), online, images);
+        let len = online.len();
+        trainer.target = be.upload(target, &[len]);
+        trainer.ema = be.upload(ema, &[len]);
+        trainer.adam_m = be.upload(m, &[len]);
+        trainer.adam_v = be.upload(v, &[len]);
+        trainer.step = checkpoint.step;
+        trainer
+    }
+
+    /// The run's whole state, read back to the host.
+    pub async fn checkpoint(&self, be: &B) -> crate::Result<Checkpoint> {
+        let mut states: [Vec<f32>; 5] = Default::default();
+        for (state, tensor) in states.iter_mut().zip([&self.params, &self.target, &self.ema, &self.adam_m, &self.adam_v]) {
+            *state = be.read(tensor).await?;
+        }
+        Ok(Checkpoint { widths: self.model.net.widths, config: self.config.clone(), step: self.step, states })
     }
 
     fn key(&self, stream: u32) -> RandomKey {

@@ -1,0 +1,242 @@
+//! Checkpoints of a consistency-training run in safetensors: the online weights theta, the
+//! target theta_minus, the sampling EMA, Adam's two moments, the step, and the network config and
+//! training recipe as metadata. Resuming from a checkpoint continues the run exactly: every random
+//! draw is keyed by (seed, step, stream), so the rest of the run is the one an uninterrupted run
+//! would have taken.
+//!
+//! Each state is stored one tensor per parameter, named `<state>.<parameter>` (for example
+//! `ema.down0.conv1.weight`), in the parameter's own shape, so other tools (PyTorch with the
+//! `safetensors` package, numpy) can read the weights by name. Loading is strict: it names the
+//! first missing, extra, mistyped or misshaped tensor, bad metadata, or non-finite weights, and
+//! a corrupt file is an error, never a panic.
+
+use std::collections::HashMap;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::backend::Metric;
+use crate::nn::{ParamLayout, UNet, Widths};
+use crate::schedule::{CtKind, CtSchedule, IndexChoice, Weighting};
+use crate::train::CtConfig;
+use crate::{Error, Result};
+
+/// Written as the `format` metadata entry; loading refuses anything else.
+pub const FORMAT: &str = "consistency-ct/1";
+
+/// The states a checkpoint holds, in file order.
+pub const STATES: [&str; 5] = ["online", "target", "ema", "adam_m", "adam_v"];
+
+/// A run's state on the host: each state is a flat vector in the layout of `UNet::new(widths)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    pub widths: Widths,
+    pub config: CtConfig,
+    /// Steps taken.
+    pub step: u32,
+    /// The states of [`STATES`], in that order.
+    pub states: [Vec<f32>; 5],
+}
+
+impl Checkpoint {
+    /// The sampling weights (the EMA of theta).
+    pub fn ema(&self) -> &[f32] {
+        &self.states[2]
+    }
+
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let layout = UNet::new(self.widths).layout;
+        for (name, flat) in STATES.iter().zip(&self.states) {
+            if flat.len() != layout.len {
+                return Err(Error::Invalid(format!("state '{name}' has {} values, expected {}", flat.len(), layout.len)));
+            }
+        }
+        // Little-endian bytes of every tensor, then views into them.
+        let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (state, flat) in STATES.iter().zip(&self.states) {
+            for p in &layout.params {
+                let bytes = flat[p.offset..p.offset + p.len()].iter().flat_map(|v| v.to_le_bytes()).collect();
+                data.push((format!("{state}.{}", p.name), p.shape.clone(), bytes));
+            }
+        }
+        let views: Vec<(String, TensorView)> = data
+            .iter()
+            .map(|(name, shape, bytes)| {
+                let view = TensorView::new(Dtype::F32, shape.clone(), bytes).expect("shape matches the bytes");
+                (name.clone(), view)
+            })
+            .collect();
+        safetensors::serialize(views, Some(self.metadata())).map_err(|e| Error::Invalid(format!("writing checkpoint: {e}")))
+    }
+
+    /// Reads and checks a checkpoint file.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| invalid(format!("not a safetensors file: {e}")))?;
+        let meta = Metadata(header.metadata().clone().unwrap_or_default());
+        let format = meta.get("format")?;
+        if format != FORMAT {
+            return Err(invalid(format!("format is '{format}', this program reads '{FORMAT}'")));
+        }
+        let widths = Widths::parse(meta.get("widths")?).map_err(|e| invalid(e.to_string()))?;
+        let step = meta.parse("step")?;
+        let config = config_from(&meta)?;
+        let tensors = SafeTensors::deserialize(bytes).map_err(|e| invalid(format!("not a safetensors file: {e}")))?;
+        let layout = UNet::new(widths).layout;
+        let states = STATES.map(|state| read_state(&tensors, &layout, state));
+        let [a, b, c, d, e] = states;
+        let states = [a?, b?, c?, d?, e?];
+        let expected = layout.params.len() * STATES.len();
+        if tensors.len() != expected {
+            let known: Vec<String> =
+                STATES.iter().flat_map(|s| layout.params.iter().map(move |p| format!("{s}.{}", p.name))).collect();
+            let extra = tensors.names().into_iter().find(|n| !known.iter().any(|k| k == n)).unwrap_or_default();
+            return Err(invalid(format!("unexpected tensor '{extra}' (the {widths:?} network has no such parameter)")));
+        }
+        Ok(Checkpoint { widths, config, step, states })
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
+        let c = &self.config;
+        let [w0, w1, w2] = self.widths.0;
+        let mut m = HashMap::new();
+        let mut put = |k: &str, v: String| {
+            m.insert(k.to_string(), v);
+        };
+        put("format", FORMAT.into());
+        put("widths", format!("{w0},{w1},{w2}"));
+        put("step", self.step.to_string());
+        match c.schedule.kind {
+            CtKind::Original { s0, s1, mu0 } => {
+                put("schedule", "original".into());
+                put("s0", s0.to_string());
+                put("s1", s1.to_string());
+                put("mu0", mu0.to_string());
+            }
+            CtKind::Improved { s0, s1 } => {
+                put("schedule", "improved".into());
+                put("s0", s0.to_string());
+                put("s1", s1.to_string());
+            }
+        }
+        put("total_steps", c.schedule.total_steps.to_string());
+        put("index_choice", index_choice_name(c.index_choice).into());
+        put("weighting", weighting_name(c.weighting).into());
+        put("metric", metric_name(c.metric).into());
+        if let Metric::PseudoHuber { c } = c.metric {
+            put("pseudo_huber_c", c.to_string());
+        }
+        put("batch", c.batch.to_string());
+        put("lr", c.lr.to_string());
+        put("sampling_ema", c.sampling_ema.to_string());
+        put("max_grad_norm", c.max_grad_norm.to_string());
+        put("seed", c.seed.to_string());
+        m
+    }
+}
+
+pub fn index_choice_name(choice: IndexChoice) -> &'static str {
+    match choice {
+        IndexChoice::Uniform => "uniform",
+        IndexChoice::Lognormal => "lognormal",
+    }
+}
+
+pub fn weighting_name(weighting: Weighting) -> &'static str {
+    match weighting {
+        Weighting::Uniform => "uniform",
+        Weighting::InverseStep => "inverse-step",
+    }
+}
+
+pub fn metric_name(metric: Metric) -> &'static str {
+    match metric {
+        Metric::L2 => "l2",
+        Metric::L1 => "l1",
+        Metric::PseudoHuber { .. } => "pseudo-huber",
+    }
+}
+
+fn invalid(message: String) -> Error {
+    Error::Invalid(format!("checkpoint: {message}"))
+}
+
+/// The metadata entries, with errors that name the entry.
+struct Metadata(HashMap<String, String>);
+
+impl Metadata {
+    fn get(&self, key: &str) -> Result<&str> {
+        self.0.get(key).map(String::as_str).ok_or_else(|| invalid(format!("metadata has no '{key}' entry")))
+    }
+
+    fn parse<T: std::str::FromStr>(&self, key: &str) -> Result<T> {
+        let value = self.get(key)?;
+        value.parse().map_err(|_| invalid(format!("metadata '{key}' = '{value}' is not a valid value")))
+    }
+}
+
+fn config_from(meta: &Metadata) -> Result<CtConfig> {
+    let (s0, s1) = (meta.parse("s0")?, meta.parse("s1")?);
+    let kind = match meta.get("schedule")? {
+        "original" => CtKind::Original { s0, s1, mu0: meta.parse("mu0")? },
+        "improved" => CtKind::Improved { s0, s1 },
+        other => return Err(invalid(format!("unknown schedule '{other}'"))),
+    };
+    if s0 < 1 || s1 < s0 {
+        return Err(invalid(format!("schedule needs 1 <= s0 <= s1, got s0 = {s0}, s1 = {s1}")));
+    }
+    let index_choice = match meta.get("index_choice")? {
+        "uniform" => IndexChoice::Uniform,
+        "lognormal" => IndexChoice::Lognormal,
+        other => return Err(invalid(format!("unknown index_choice '{other}'"))),
+    };
+    let weighting = match meta.get("weighting")? {
+        "uniform" => Weighting::Uniform,
+        "inverse-step" => Weighting::InverseStep,
+        other => return Err(invalid(format!("unknown weighting '{other}'"))),
+    };
+    let metric = match meta.get("metric")? {
+        "l2" => Metric::L2,
+        "l1" => Metric::L1,
+        "pseudo-huber" => Metric::PseudoHuber { c: meta.parse("pseudo_huber_c")? },
+        other => return Err(invalid(format!("unknown metric '{other}'"))),
+    };
+    let batch: usize = meta.parse("batch")?;
+    if batch == 0 {
+        return Err(invalid("batch is 0".into()));
+    }
+    Ok(CtConfig {
+        schedule: CtSchedule { kind, total_steps: meta.parse("total_steps")? },
+        index_choice,
+        weighting,
+        metric,
+        batch,
+        lr: meta.parse("lr")?,
+        sampling_ema: meta.parse("sampling_ema")?,
+        max_grad_norm: meta.parse("max_grad_norm")?,
+        seed: meta.parse("seed")?,
+    })
+}
+
+/// One state's tensors gathered into a flat vector of `layout`, each checked by name, dtype and
+/// shape, and for finite values.
+fn read_state(tensors: &SafeTensors, layout: &ParamLayout, state: &str) -> Result<Vec<f32>> {
+    let mut flat = vec![0.0; layout.len];
+    for p in &layout.params {
+        let name = format!("{state}.{}", p.name);
+        let t = tensors.tensor(&name).map_err(|_| invalid(format!("missing tensor '{name}'")))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(invalid(format!("tensor '{name}' is {:?}, expected F32", t.dtype())));
+        }
+        if t.shape() != p.shape.as_slice() {
+            return Err(invalid(format!("tensor '{name}' has shape {:?}, the network expects {:?}", t.shape(), p.shape)));
+        }
+        let values = &mut flat[p.offset..p.offset + p.len()];
+        for (v, b) in values.iter_mut().zip(t.data().chunks_exact(4)) {
+            *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(invalid(format!("tensor '{name}' holds non-finite values")));
+        }
+    }
+    Ok(flat)
+}

@@ -1,0 +1,157 @@
+//! Checkpoints: a round trip keeps everything, resuming continues the run exactly, and bad files
+//! are refused with a message that names the problem.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use consistency::backend::Backend;
+use consistency::checkpoint::{Checkpoint, FORMAT};
+use consistency::model::ConsistencyModel;
+use consistency::nn::Widths;
+use consistency::train::{CtConfig, Trainer};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+fn images() -> Vec<u8> {
+    random_vec(12 * 784, 5).iter().map(|v| ((v + 1.0) * 127.5) as u8).collect()
+}
+
+fn config() -> CtConfig {
+    CtConfig { batch: 3, lr: 1e-3, seed: 9, ..CtConfig::improved(8) }
+}
+
+fn new_trainer<B: Backend>(be: &B, config: &CtConfig) -> Trainer<B> {
+    let model = ConsistencyModel::new(Widths::TINY);
+    let init = model.net.layout.init(config.seed);
+    Trainer::new(be, model, config.clone(), &init, &images())
+}
+
+fn checkpoint<B: Backend>(be: &B, trainer: &Trainer<B>) -> Checkpoint {
+    pollster::block_on(trainer.checkpoint(be)).expect("checkpoint")
+}
+
+/// Losses of `steps` further steps.
+fn losses<B: Backend>(be: &B, trainer: &mut Trainer<B>, steps: usize) -> Vec<f32> {
+    (0..steps).map(|_| read(be, &trainer.step(be))[0]).collect()
+}
+
+#[test]
+fn a_checkpoint_round_trips_through_bytes() {
+    let be = cpu();
+    let mut trainer = new_trainer(&be, &config());
+    losses(&be, &mut trainer, 2);
+    let saved = checkpoint(&be, &trainer);
+    assert_eq!(saved.step, 2);
+    let loaded = Checkpoint::from_bytes(&saved.to_bytes().unwrap()).unwrap();
+    assert_eq!(loaded, saved);
+    // The original recipe's EMA teacher (mu0) and its metric survive too.
+    let original = Checkpoint { config: CtConfig { seed: 3, ..CtConfig::original(100) }, ..saved };
+    assert_eq!(Checkpoint::from_bytes(&original.to_bytes().unwrap()).unwrap(), original);
+}
+
+/// Six steps in one go, or three, a save to bytes, a load, and three more: the same losses and
+/// the same final state, bit for bit.
+fn resume_is_exact<B: Backend>(be: &B) {
+    let config = config();
+    let mut straight = new_trainer(be, &config);
+    let expected = losses(be, &mut straight, 6);
+
+    let mut first = new_trainer(be, &config);
+    let mut got = losses(be, &mut first, 3);
+    let bytes = checkpoint(be, &first).to_bytes().unwrap();
+    drop(first);
+    let mut resumed = Trainer::resume(be, &Checkpoint::from_bytes(&bytes).unwrap(), &images());
+    got.extend(losses(be, &mut resumed, 3));
+
+    assert_eq!(got, expected, "losses of a resumed run");
+    assert_eq!(checkpoint(be, &resumed), checkpoint(be, &straight), "state after the resumed run");
+}
+
+#[test]
+fn resuming_continues_the_run_exactly_on_cpu() {
+    resume_is_exact(&cpu());
+}
+
+#[test]
+fn resuming_continues_the_run_exactly_on_gpu() {
+    resume_is_exact(&gpu());
+}
+
+/// A valid checkpoint's tensors and metadata, to tamper with.
+fn parts() -> (Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, HashMap<String, String>) {
+    let be = cpu();
+    let bytes = checkpoint(&be, &new_trainer(&be, &config())).to_bytes().unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    let mut list: Vec<_> = tensors
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| (name, t.dtype(), t.shape().to_vec(), t.data().to_vec()))
+        .collect();
+    list.sort_by(|a, b| a.0.cmp(&b.0));
+    (list, meta)
+}
+
+fn build(tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)], meta: HashMap<String, String>) -> Vec<u8> {
+    let views = tensors.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()));
+    safetensors::serialize(views, Some(meta)).unwrap()
+}
+
+#[track_caller]
+fn refused(bytes: &[u8], expected: &str) {
+    let message = Checkpoint::from_bytes(bytes).expect_err("a bad checkpoint must be refused").to_string();
+    assert!(message.contains(expected), "message '{message}' should mention '{expected}'");
+}
+
+#[test]
+fn bad_checkpoints_are_refused_with_the_reason() {
+    let (tensors, meta) = parts();
+    let good = build(&tensors, meta.clone());
+    assert!(Checkpoint::from_bytes(&good).is_ok());
+
+    refused(&good[..good.len() / 2], "not a safetensors file");
+    refused(b"", "not a safetensors file");
+    refused(&[0xff; 64], "not a safetensors file");
+
+    let with = |key: &str, value: &str| {
+        let mut m = meta.clone();
+        m.insert(key.into(), value.into());
+        build(&tensors, m)
+    };
+    refused(&with("format", "something-else/9"), "format is 'something-else/9'");
+    refused(&with("widths", "16,32,32"), "has shape");
+    refused(&with("widths", "7,7,7"), "width config");
+    refused(&with("step", "-1"), "'step'");
+    refused(&with("schedule", "cosine"), "unknown schedule 'cosine'");
+    refused(&with("metric", "l3"), "unknown metric 'l3'");
+    refused(&with("s1", "1"), "s0 <= s1");
+    let mut m = meta.clone();
+    m.remove("lr");
+    refused(&build(&tensors, m), "no 'lr' entry");
+
+    // A missing tensor, an extra one, a wrong dtype, a wrong shape, a NaN.
+    refused(&build(&tensors[1..], meta.clone()), &format!("missing tensor '{}'", tensors[0].0));
+    let mut extra = tensors.clone();
+    extra.push(("ema.mystery".into(), Dtype::F32, vec![1], vec![0; 4]));
+    refused(&build(&extra, meta.clone()), "unexpected tensor 'ema.mystery'");
+    let mut half = tensors.clone();
+    let (_, dtype, _, data) = &mut half[0];
+    *dtype = Dtype::F16;
+    data.truncate(data.len() / 2);
+    refused(&build(&half, meta.clone()), "expected F32");
+    let mut reshaped = tensors.clone();
+    let (name, _, shape, _) = reshaped.iter_mut().find(|t| t.2.len() == 4).expect("a conv weight");
+    *shape = vec![shape.iter().product()];
+    refused(&build(&reshaped, meta.clone()), &format!("tensor '{name}' has shape"));
+    let mut nan = tensors.clone();
+    nan[0].3[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    refused(&build(&nan, meta), "non-finite");
+    assert_eq!(FORMAT, meta_format(&good));
+}
+
+fn meta_format(bytes: &[u8]) -> String {
+    let (_, header) = SafeTensors::read_metadata(bytes).unwrap();
+    header.metadata().as_ref().unwrap()["format"].clone()
+}
