@@ -15,11 +15,13 @@
 //!   improved-CT curricula, choice of noise level, weighting), in f64 on the host.
 //! - [`train`]: consistency training (CT and improved CT), one recorded step at a time.
 //! - [`sample`]: one-step and multistep sampling.
+//! - [`checkpoint`]: a run's whole state in safetensors, checked on load.
 //! - [`bench`](mod@bench): kernel and network timings on any backend.
 //! - [`selftest`]: the GPU checked against the CPU twin wherever the engine runs (the page).
 
 pub mod backend;
 pub mod bench;
+pub mod checkpoint;
 pub mod data;
 pub mod gpu;
 pub mod model;
