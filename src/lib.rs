@@ -15,6 +15,7 @@
 //!   improved-CT curricula, choice of noise level, weighting), in f64 on the host.
 //! - [`train`]: consistency training (CT and improved CT), one recorded step at a time.
 //! - [`sample`]: one-step and multistep sampling.
+//! - [`image`]: digits as gray levels and PNG grids.
 //! - [`checkpoint`]: a run's whole state in safetensors, checked on load.
 //! - [`bench`](mod@bench): kernel and network timings on any backend.
 //! - [`selftest`]: the GPU checked against the CPU twin wherever the engine runs (the page).
@@ -24,6 +25,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod gpu;
+pub mod image;
 pub mod model;
 pub mod nn;
 pub mod random;

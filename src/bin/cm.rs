@@ -1,13 +1,22 @@
 //! `cm`: the native command line. A leaf: it parses arguments, calls the library, prints.
 
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use consistency::backend::cpu::CpuBackend;
 use consistency::backend::gpu::GpuBackend;
-use consistency::backend::Backend;
-use consistency::bench;
+use consistency::backend::{Backend, Metric};
+use consistency::checkpoint::{self, Checkpoint};
+use consistency::data::mnist::{Mnist, Split};
+use consistency::model::ConsistencyModel;
 use consistency::nn::{UNet, Widths};
+use consistency::schedule::{self, CtKind};
+use consistency::train::{CtConfig, Trainer};
+use consistency::{bench, image, sample, Error};
+use indicatif::{ProgressBar, ProgressStyle};
+use npyz::WriterBuilder;
 
 #[derive(Parser)]
 #[command(name = "cm", about = "Consistency models on hand-written WGSL kernels", version)]
@@ -23,8 +32,107 @@ enum Which {
     Both,
 }
 
+/// One backend, for commands that run on one.
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum BackendChoice {
+    Gpu,
+    Cpu,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum RecipeChoice {
+    /// Improved consistency training (section 6), the default.
+    Improved,
+    /// The original consistency training (section 5, Algorithm 3).
+    Original,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum LossChoice {
+    L2,
+    L1,
+    PseudoHuber,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Network widths: tiny, small, base or C0,C1,C2.
+    #[arg(long, default_value = "small")]
+    config: String,
+    #[arg(long, value_enum, default_value = "improved")]
+    recipe: RecipeChoice,
+    /// Train until this step (a resumed run continues up to it).
+    #[arg(long, default_value_t = 3000)]
+    steps: u32,
+    /// K, the length the schedule's curriculum is planned for (default: --steps).
+    #[arg(long)]
+    total_steps: Option<u32>,
+    /// Override the recipe's loss.
+    #[arg(long, value_enum)]
+    loss: Option<LossChoice>,
+    /// Override the recipe's curriculum start s0.
+    #[arg(long)]
+    s0: Option<usize>,
+    /// Override the recipe's curriculum end s1.
+    #[arg(long)]
+    s1: Option<usize>,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 2e-4)]
+    lr: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The checkpoint to write (and, with --resume, to continue from).
+    #[arg(long, default_value = "runs/model.safetensors")]
+    out: PathBuf,
+    /// Continue the run saved in --out, with its own config and recipe.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, value_enum, default_value = "gpu")]
+    backend: BackendChoice,
+    /// Read the (mean) loss back every this many steps.
+    #[arg(long, default_value_t = 25)]
+    loss_every: u32,
+    /// Write the checkpoint every this many steps (and at the end).
+    #[arg(long, default_value_t = 250)]
+    checkpoint_every: u32,
+    /// Folder with the MNIST IDX files (scripts/fetch-mnist puts them here).
+    #[arg(long, default_value = "data/mnist")]
+    data: PathBuf,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    /// A checkpoint written by `cm train`.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    count: usize,
+    /// Refinement times after the first step from T = 80, descending, e.g. 0.8 (Algorithm 1).
+    /// None: one-step sampling.
+    #[arg(long, value_delimiter = ',')]
+    time_points: Vec<f64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Sample with the online weights instead of the sampling EMA.
+    #[arg(long)]
+    online: bool,
+    /// PNG grid of the samples.
+    #[arg(long, default_value = "samples.png")]
+    out: PathBuf,
+    /// Also write the raw samples [count, 1, 28, 28] as float32 .npy.
+    #[arg(long)]
+    npy: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "gpu")]
+    backend: BackendChoice,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Consistency training on MNIST, with a progress bar and checkpoints.
+    Train(TrainArgs),
+    /// Digits from a checkpoint: one step from noise, or more with --time-points.
+    Sample(SampleArgs),
     /// Show the GPU adapter wgpu picks and the network sizes.
     Info,
     /// Benchmark: GFLOP/s of the convolution kernels (forward and both backwards), and for each
@@ -61,6 +169,14 @@ fn main() {
 
 fn run(cli: Cli) -> consistency::Result<()> {
     match cli.command {
+        Command::Train(args) => match args.backend {
+            BackendChoice::Gpu => train(&GpuBackend::new_blocking()?, &args),
+            BackendChoice::Cpu => train(&CpuBackend::new(), &args),
+        },
+        Command::Sample(args) => match args.backend {
+            BackendChoice::Gpu => sample(&GpuBackend::new_blocking()?, &args),
+            BackendChoice::Cpu => sample(&CpuBackend::new(), &args),
+        },
         Command::Info => {
             let gpu = GpuBackend::new_blocking()?;
             let a = &gpu.context().adapter;
@@ -137,6 +253,193 @@ fn bench_on<B: Backend>(be: &B, plan: &BenchPlan) -> consistency::Result<()> {
             let two = pollster::block_on(bench::bench_sampling(be, w, batch, 2, iters, &now))?;
             println!("  {:<14} {:>9.1} ms {:>9.1} ms", label(w), one * 1e3, two * 1e3);
         }
+    }
+    Ok(())
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Invalid(format!("{}: {e}", path.display()))
+}
+
+fn load_checkpoint(path: &Path) -> consistency::Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
+    Checkpoint::from_bytes(&bytes).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+}
+
+/// Writes next to `path` and renames, so a crash mid-write never loses the previous checkpoint.
+fn write_atomically(path: &Path, bytes: &[u8]) -> consistency::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    }
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, bytes).map_err(|e| io_error(&partial, e))?;
+    std::fs::rename(&partial, path).map_err(|e| io_error(path, e))
+}
+
+fn config_from_args(args: &TrainArgs) -> consistency::Result<CtConfig> {
+    let total = args.total_steps.unwrap_or(args.steps);
+    let mut config = match args.recipe {
+        RecipeChoice::Improved => CtConfig::improved(total),
+        RecipeChoice::Original => CtConfig::original(total),
+    };
+    match &mut config.schedule.kind {
+        CtKind::Original { s0, s1, .. } | CtKind::Improved { s0, s1 } => {
+            *s0 = args.s0.unwrap_or(*s0);
+            *s1 = args.s1.unwrap_or(*s1);
+            if *s0 < 1 || *s1 < *s0 {
+                return Err(Error::Invalid(format!("need 1 <= s0 <= s1, got s0 = {s0}, s1 = {s1}")));
+            }
+        }
+    }
+    if let Some(loss) = args.loss {
+        config.metric = match loss {
+            LossChoice::L2 => Metric::L2,
+            LossChoice::L1 => Metric::L1,
+            LossChoice::PseudoHuber => Metric::PseudoHuber { c: schedule::pseudo_huber_c(784) as f32 },
+        };
+    }
+    if args.batch == 0 {
+        return Err(Error::Invalid("--batch must be at least 1".into()));
+    }
+    Ok(CtConfig { batch: args.batch, lr: args.lr, seed: args.seed, ..config })
+}
+
+fn describe(config: &CtConfig, widths: Widths) -> String {
+    let c = config;
+    let schedule = match c.schedule.kind {
+        CtKind::Original { s0, s1, mu0 } => format!("original CT s0={s0} s1={s1} mu0={mu0}"),
+        CtKind::Improved { s0, s1 } => format!("improved CT s0={s0} s1={s1}"),
+    };
+    format!(
+        "{widths:?} {schedule} K={} loss={} n~{} weighting={} batch={} lr={} seed={}",
+        c.schedule.total_steps,
+        checkpoint::metric_name(c.metric),
+        checkpoint::index_choice_name(c.index_choice),
+        checkpoint::weighting_name(c.weighting),
+        c.batch,
+        c.lr,
+        c.seed
+    )
+}
+
+fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
+    let mnist = Mnist::load_split(&args.data, Split::Train)?;
+    let mut trainer = if args.resume && args.out.exists() {
+        let saved = load_checkpoint(&args.out)?;
+        eprintln!("resuming {} at step {}", args.out.display(), saved.step);
+        Trainer::resume(be, &saved, &mnist.images)
+    } else {
+        if args.out.exists() && !args.resume {
+            return Err(Error::Invalid(format!(
+                "{} exists: pass --resume to continue it, or choose another --out",
+                args.out.display()
+            )));
+        }
+        let config = config_from_args(args)?;
+        let model = ConsistencyModel::new(Widths::parse(&args.config)?);
+        let init = model.net.layout.init(config.seed);
+        Trainer::new(be, model, config, &init, &mnist.images)
+    };
+    eprintln!("backend: {}", be.name());
+    eprintln!("recipe: {}", describe(&trainer.config, trainer.model.net.widths));
+    let log_path = args.out.with_extension("csv");
+    let mut log = String::new();
+    if trainer.step == 0 || !log_path.exists() {
+        // seconds: since this invocation started (a resumed run starts again from 0).
+        log.push_str("step,loss,discretization,seconds\n");
+    }
+
+    let bar = ProgressBar::new(args.steps as u64).with_position(trainer.step as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} ETA {eta} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let interactive = std::io::stderr().is_terminal();
+    let (started, first_step) = (Instant::now(), trainer.step);
+    let (mut loss_sum, mut summed) = (be.zeros(&[1]), 0);
+    while trainer.step < args.steps {
+        let loss = trainer.step(be);
+        let total = be.empty(&[1]);
+        be.add(&loss_sum, &loss, &total);
+        (loss_sum, summed) = (total, summed + 1);
+        bar.inc(1);
+        let step = trainer.step;
+        let last = step == args.steps;
+        if step.is_multiple_of(args.loss_every.max(1)) || last {
+            let mean = pollster::block_on(be.read(&loss_sum))?[0] / summed as f32;
+            (loss_sum, summed) = (be.zeros(&[1]), 0);
+            let n = trainer.config.schedule.discretization(step - 1);
+            if !mean.is_finite() {
+                bar.abandon();
+                return Err(Error::Invalid(format!(
+                    "the loss became {mean} before step {step}; the last checkpoint ({}) is untouched",
+                    args.out.display()
+                )));
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            let rate = (step - first_step) as f64 / seconds;
+            log.push_str(&format!("{step},{mean},{n},{seconds:.2}\n"));
+            bar.set_message(format!("{rate:.2} steps/s  loss {mean:.5}  N {n}"));
+            if !interactive {
+                eprintln!("step {step}/{} loss {mean:.5} N {n} {rate:.2} steps/s", args.steps);
+            }
+        }
+        if step.is_multiple_of(args.checkpoint_every.max(1)) || last {
+            let bytes = pollster::block_on(trainer.checkpoint(be))?.to_bytes()?;
+            write_atomically(&args.out, &bytes)?;
+            append(&log_path, &log)?;
+            log.clear();
+        }
+    }
+    bar.finish();
+    eprintln!(
+        "{} steps in {:.1} s; checkpoint {}, loss log {}",
+        args.steps,
+        started.elapsed().as_secs_f64(),
+        args.out.display(),
+        log_path.display()
+    );
+    Ok(())
+}
+
+fn append(path: &Path, text: &str) -> consistency::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| io_error(path, e))?;
+    file.write_all(text.as_bytes()).map_err(|e| io_error(path, e))
+}
+
+fn sample<B: Backend>(be: &B, args: &SampleArgs) -> consistency::Result<()> {
+    let saved = load_checkpoint(&args.checkpoint)?;
+    let model = ConsistencyModel::new(saved.widths);
+    let weights = if args.online { &saved.states[0] } else { saved.ema() };
+    let params = be.upload(weights, &[weights.len()]);
+    let started = Instant::now();
+    let x = sample::sample(be, &model, &params, args.count, &args.time_points, args.seed)?;
+    let values = pollster::block_on(be.read(&x))?;
+    eprintln!(
+        "{} samples in {} step(s) in {:.2} s on {}",
+        args.count,
+        args.time_points.len() + 1,
+        started.elapsed().as_secs_f64(),
+        be.name()
+    );
+    let columns = (args.count as f64).sqrt().ceil() as usize;
+    let png = image::grid_png(&image::to_gray(&values), columns, 2)?;
+    write_atomically(&args.out, &png)?;
+    eprintln!("wrote {}", args.out.display());
+    if let Some(path) = &args.npy {
+        let mut bytes = Vec::new();
+        let mut writer = npyz::WriteOptions::<f32>::new()
+            .default_dtype()
+            .shape(&[args.count as u64, 1, 28, 28])
+            .writer(&mut bytes)
+            .begin_nd()
+            .map_err(|e| io_error(path, e))?;
+        writer.extend(values.iter().copied()).map_err(|e| io_error(path, e))?;
+        writer.finish().map_err(|e| io_error(path, e))?;
+        write_atomically(path, &bytes)?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }
