@@ -56,3 +56,19 @@ fn ct_steps_on_gpu_equal_cpu() {
         }
     }
 }
+
+/// A short run of the tiny network on real digits at a fixed discretization (s0 = s1, so N(k)
+/// does not move the goalposts): the mean loss of the last steps is well below that of the first.
+#[test]
+fn a_short_tiny_run_lowers_the_loss() {
+    let mnist = consistency::data::mnist::Mnist::load_split("data/mnist", consistency::data::mnist::Split::Train)
+        .expect("MNIST in data/mnist (scripts/fetch-mnist)");
+    let images = &mnist.images[..2000 * 784];
+    let be = cpu();
+    let mut config = CtConfig { batch: 16, lr: 1e-3, seed: 4, ..CtConfig::improved(1) };
+    config.schedule.kind = CtKind::Improved { s0: 20, s1: 20 };
+    let (losses, _) = train(&be, &config, images, 200);
+    let mean = |l: &[f32]| l.iter().sum::<f32>() / l.len() as f32;
+    let (first, last) = (mean(&losses[..40]), mean(&losses[160..]));
+    assert!(last < 0.7 * first, "mean loss went from {first} (first 40 steps) to {last} (last 40)");
+}
