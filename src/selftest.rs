@@ -72,6 +72,17 @@ async fn compute<B: Backend>(be: &B) -> crate::Result<Vec<(&'static str, Vec<f32
         out.push((name, values));
     }
 
+    // The classifier's softmax cross entropy and its gradient.
+    let classes = 10;
+    let logits = t(&inputs(rows * classes, 7).iter().map(|v| 4.0 * v).collect::<Vec<_>>(), &[rows, classes]);
+    let labels = t(&[3.0, 0.0, 9.0], &[rows]);
+    let (loss, dlogits) = (be.empty(&[rows]), be.empty(&[rows, classes]));
+    be.softmax_cross_entropy(&logits, &labels, &loss);
+    be.softmax_cross_entropy_backward(&logits, &labels, &dlogits);
+    let mut values = be.read(&loss).await?;
+    values.extend(be.read(&dlogits).await?);
+    out.push(("softmax cross entropy", values));
+
     // Optimizer: clipped Adam steps and an EMA over a flat vector.
     let len = 1000;
     let (p, g, m, v) = (t(&inputs(len, 5), &[len]), t(&inputs(len, 6), &[len]), be.zeros(&[len]), be.zeros(&[len]));

@@ -212,3 +212,154 @@ fn sum_of_a_view_writes_one_value() {
     let exact = exact_sum(&x[256..556], false, 1.0);
     assert!((v[64] as f64 - exact).abs() < 1e-5, "{} vs {exact}", v[64]);
 }
+
+/// (per-sample loss, gradient of the mean loss) of the softmax cross entropy on any backend.
+fn cross_entropy<B: Backend>(be: &B, n: usize, k: usize, logits: &[f32], labels: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let (z, l) = (be.upload(logits, &[n, k]), be.upload(labels, &[n]));
+    let (loss, dz) = (be.zeros(&[n]), be.zeros(&[n, k]));
+    be.softmax_cross_entropy(&z, &l, &loss);
+    be.softmax_cross_entropy_backward(&z, &l, &dz);
+    (read(be, &loss), read(be, &dz))
+}
+
+/// Logits spread over [-4, 4) and a label per sample (cycling through the classes).
+fn cross_entropy_inputs(n: usize, k: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let logits = random_vec(n * k, seed).iter().map(|v| 4.0 * v).collect();
+    let labels = (0..n).map(|s| ((s * 7 + 3) % k) as f32).collect();
+    (logits, labels)
+}
+
+/// `-log softmax(z)[c]` in f64, written independently of the backends (log-sum-exp).
+fn cross_entropy_f64(z: &[f32], c: usize) -> f64 {
+    let m = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+    m + z.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln() - z[c] as f64
+}
+
+#[test]
+fn softmax_cross_entropy_matches_cpu_and_f64() {
+    let (g, c) = (gpu(), cpu());
+    // Shapes past a workgroup (300 samples), one class, and the classifier's ten.
+    for (n, k) in [(3, 10), (5, 37), (300, 10), (2, 1), (1, 2)] {
+        let (logits, labels) = cross_entropy_inputs(n, k, 40 + (n * k) as u64);
+        let (gl, gd) = cross_entropy(&g, n, k, &logits, &labels);
+        let (cl, cd) = cross_entropy(&c, n, k, &logits, &labels);
+        let exact: Vec<f32> =
+            (0..n).map(|s| cross_entropy_f64(&logits[s * k..(s + 1) * k], labels[s] as usize) as f32).collect();
+        // The CPU works in f64: one rounding of the result. The GPU sums K exps in f32 and
+        // takes a log: a few ulps of the terms, which for losses near 0 (k = 1) are absolute.
+        assert_close(&format!("cpu loss n={n} k={k}"), &cl, &exact, 1e-6, 1e-7);
+        assert_close(&format!("gpu loss n={n} k={k}"), &gl, &cl, 1e-5, 1e-6);
+        assert_close(&format!("gpu grad n={n} k={k}"), &gd, &cd, 1e-5, 1e-8);
+        // Each gradient row sums to zero: softmax sums to one, the one-hot to one.
+        for s in 0..n {
+            let row: f64 = cd[s * k..(s + 1) * k].iter().map(|&v| v as f64).sum();
+            assert!(row.abs() < 1e-7, "cpu gradient row {s} sums to {row}");
+        }
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_closed_form() {
+    // Logits (0, ln 3) for label 0: softmax = (1/4, 3/4), loss = ln 4; over N = 2 samples the
+    // gradient of the mean is (1/4 - 1, 3/4) / 2. The second sample is the same with label 1:
+    // loss ln(4/3), gradient (1/4, 3/4 - 1) / 2.
+    let logits = [0.0, 3f32.ln(), 0.0, 3f32.ln()];
+    for (loss, grad) in
+        [cross_entropy(&cpu(), 2, 2, &logits, &[0.0, 1.0]), cross_entropy(&gpu(), 2, 2, &logits, &[0.0, 1.0])]
+    {
+        assert_close("loss", &loss, &[4f32.ln(), (4.0f32 / 3.0).ln()], 1e-6, 1e-7);
+        assert_close("grad", &grad, &[-0.375, 0.375, 0.125, -0.125], 1e-6, 1e-7);
+    }
+}
+
+/// The mean cross entropy through `sum`, as a function of the logits.
+fn mean_cross_entropy<B: Backend>(be: &B, n: usize, k: usize, logits: &[f32], labels: &[f32]) -> f32 {
+    let (z, l) = (be.upload(logits, &[n, k]), be.upload(labels, &[n]));
+    let (loss, mean) = (be.zeros(&[n]), be.zeros(&[1]));
+    be.softmax_cross_entropy(&z, &l, &loss);
+    be.sum(&loss, &mean, false, 1.0 / n as f32);
+    read(be, &mean)[0]
+}
+
+fn cross_entropy_gradient_check<B: Backend>(be: &B) {
+    // The cross entropy is smooth with second derivatives below 1/4 per logit, so a step of
+    // 1e-2 has a truncation error near 1e-5 relative; the f32 rounding of a mean loss of ~2,
+    // divided by 2h, is ~1e-5 absolute after the cotangent below brings gradients to order 1.
+    for (n, k) in [(3, 10), (4, 37)] {
+        let (logits, labels) = cross_entropy_inputs(n, k, 60 + k as u64);
+        let (_, dz) = cross_entropy(be, n, k, &logits, &labels);
+        let r = n as f32;
+        let grad: Vec<f32> = dz.iter().map(|g| g * r).collect();
+        check_gradient(
+            &format!("{} cross entropy n={n} k={k}", be.name()),
+            &mut |x| vec![mean_cross_entropy(be, n, k, x, &labels)],
+            &logits,
+            &[r],
+            &grad,
+            1e-2,
+            2e-3,
+            n * k,
+        );
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_gradient_matches_finite_differences_on_gpu() {
+    cross_entropy_gradient_check(&gpu());
+}
+
+#[test]
+fn softmax_cross_entropy_gradient_matches_finite_differences_on_cpu() {
+    cross_entropy_gradient_check(&cpu());
+}
+
+#[test]
+fn softmax_cross_entropy_stays_finite_for_huge_logits() {
+    // exp(1e4) or exp(3e38) overflows f32 (and f64): a naive softmax gives inf / inf = NaN. With
+    // the row maximum subtracted, the loss is the exact gap to the maximum (plus ln 1 or ln 2)
+    // and the gradient a clean 0 / +-1 / 0.5 pattern.
+    let logits = [1e4, -1e4, 0.0, 3e38, 3e38, -3e38, 1e4, 1e4 - 8.0, 1e4];
+    let labels = [1.0, 0.0, 2.0];
+    for (be, (loss, grad)) in
+        [("cpu", cross_entropy(&cpu(), 3, 3, &logits, &labels)), ("gpu", cross_entropy(&gpu(), 3, 3, &logits, &labels))]
+    {
+        assert!(loss.iter().chain(&grad).all(|v| v.is_finite()), "{be}: {loss:?} {grad:?}");
+        // Sample 0: the label's logit is 2e4 below the maximum, the others vanish: loss 2e4.
+        // Sample 1: two equal maxima, the third vanishes (even -6e38 overflowing to -inf in
+        // f32 is harmless): ln 2. Sample 2: two maxima and one 8 below: ln(2 + e^-8).
+        let e8 = (-8.0f64).exp();
+        let expected = [2e4, 2f64.ln() as f32, (2.0 + e8).ln() as f32];
+        assert_close(&format!("{be} loss"), &loss, &expected, 1e-6, 1e-6);
+        let third = 1.0 / 3.0;
+        let (p_top, p_low) = ((1.0 / (2.0 + e8)) as f32, (e8 / (2.0 + e8)) as f32);
+        let expected = [
+            third,
+            -third,
+            0.0,
+            (0.5 - 1.0) * third,
+            0.5 * third,
+            0.0,
+            p_top * third,
+            p_low * third,
+            (p_top - 1.0) * third,
+        ];
+        assert_close(&format!("{be} grad"), &grad, &expected, 1e-5, 1e-7);
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_rounds_labels_and_flags_invalid_ones() {
+    // Labels that went through float arithmetic (127.5 v + 127.5 of a gathered byte) name the
+    // nearest class; labels outside 0..K or NaN give NaN loss and gradient for their sample only.
+    let logits = random_vec(5 * 4, 77);
+    let labels = [2.0000002, 0.9999999, 4.0, -1.0, f32::NAN];
+    for (be, (loss, grad)) in
+        [("cpu", cross_entropy(&cpu(), 5, 4, &logits, &labels)), ("gpu", cross_entropy(&gpu(), 5, 4, &logits, &labels))]
+    {
+        let (exact, _) = cross_entropy(&cpu(), 2, 4, &logits[..8], &[2.0, 1.0]);
+        assert_close(&format!("{be} rounded labels"), &loss[..2], &exact, 1e-5, 1e-6);
+        assert!(grad[..8].iter().all(|v| v.is_finite()), "{be}: valid rows must stay finite");
+        assert!(loss[2..].iter().all(|v| v.is_nan()), "{be}: invalid labels must give NaN, got {:?}", &loss[2..]);
+        assert!(grad[8..].iter().all(|v| v.is_nan()), "{be}: invalid labels must give NaN gradients");
+    }
+}

@@ -220,6 +220,15 @@ pub trait Backend {
         stats: &BTensor<Self>,
         dpred: &BTensor<Self>,
     );
+    /// Per-sample softmax cross entropy of a classifier, `loss[n] = -log softmax(logits[n])[c_n]`,
+    /// logits `[N, K]`, labels `[N]` holding class indices as f32 (like
+    /// [`Backend::random_index`] gives; each rounded to the nearest integer, so labels that went
+    /// through float arithmetic still name their class). Computed with the row maximum
+    /// subtracted, so huge logits stay finite. A label outside `0..K` (or NaN) gives NaN.
+    fn softmax_cross_entropy(&self, logits: &BTensor<Self>, labels: &BTensor<Self>, loss: &BTensor<Self>);
+    /// Gradient to the logits of `mean_n loss[n]`: `(softmax(logits[n]) - onehot(c_n)) / N`
+    /// into dlogits `[N, K]` (NaN rows for invalid labels, as the forward).
+    fn softmax_cross_entropy_backward(&self, logits: &BTensor<Self>, labels: &BTensor<Self>, dlogits: &BTensor<Self>);
     /// `out[0] = scale * sum_i x_i` (or of `x_i^2` when `square`).
     fn sum(&self, x: &BTensor<Self>, out: &BTensor<Self>, square: bool, scale: f32);
 

@@ -83,3 +83,45 @@ pub fn sum(x: &[f32], square: bool, scale: f32) -> f32 {
         if square { x.iter().map(|&v| v as f64 * v as f64).sum() } else { x.iter().map(|&v| v as f64).sum() };
     (scale as f64 * total) as f32
 }
+
+/// The class a label names (the nearest integer), or None when that is not in `0..k` (as the
+/// shader: NaN and out-of-range labels give NaN outputs).
+fn class_of(label: f32, k: usize) -> Option<usize> {
+    let c = label.round();
+    (c >= 0.0 && c < k as f32).then_some(c as usize)
+}
+
+/// `loss[s] = -log softmax(logits[s])[labels[s]]` for logits `[n, k]`, in f64 with the row
+/// maximum subtracted.
+pub fn softmax_cross_entropy(n: usize, logits: &[f32], labels: &[f32], loss: &mut [f32]) {
+    let k = logits.len() / n;
+    for s in 0..n {
+        let Some(c) = class_of(labels[s], k) else {
+            loss[s] = f32::NAN;
+            continue;
+        };
+        let row = &logits[s * k..(s + 1) * k];
+        let m = row.iter().fold(f64::NEG_INFINITY, |m, &z| m.max(z as f64));
+        let sum: f64 = row.iter().map(|&z| (z as f64 - m).exp()).sum();
+        loss[s] = (sum.ln() - (row[c] as f64 - m)) as f32;
+    }
+}
+
+/// `dlogits[s, j] = (softmax(logits[s])_j - [j == labels[s]]) / n`, the gradient of the mean loss.
+pub fn softmax_cross_entropy_backward(n: usize, logits: &[f32], labels: &[f32], dlogits: &mut [f32]) {
+    let k = logits.len() / n;
+    for s in 0..n {
+        let out = &mut dlogits[s * k..(s + 1) * k];
+        let Some(c) = class_of(labels[s], k) else {
+            out.fill(f32::NAN);
+            continue;
+        };
+        let row = &logits[s * k..(s + 1) * k];
+        let m = row.iter().fold(f64::NEG_INFINITY, |m, &z| m.max(z as f64));
+        let sum: f64 = row.iter().map(|&z| (z as f64 - m).exp()).sum();
+        for (j, (o, &z)) in out.iter_mut().zip(row).enumerate() {
+            let p = (z as f64 - m).exp() / sum;
+            *o = ((p - if j == c { 1.0 } else { 0.0 }) / n as f64) as f32;
+        }
+    }
+}

@@ -256,6 +256,16 @@ impl Backend for CpuBackend {
             &mut data_mut(dpred),
         )
     }
+    fn softmax_cross_entropy(&self, logits: &CpuTensor, labels: &CpuTensor, loss: &CpuTensor) {
+        let n = logits.dim(0);
+        assert!(labels.len() == n && loss.len() == n, "softmax_cross_entropy: labels and loss must be [{n}]");
+        loss::softmax_cross_entropy(n, &data(logits), &data(labels), &mut data_mut(loss))
+    }
+    fn softmax_cross_entropy_backward(&self, logits: &CpuTensor, labels: &CpuTensor, dlogits: &CpuTensor) {
+        let n = logits.dim(0);
+        assert!(labels.len() == n && dlogits.len() == logits.len(), "softmax_cross_entropy_backward: shapes");
+        loss::softmax_cross_entropy_backward(n, &data(logits), &data(labels), &mut data_mut(dlogits))
+    }
     fn sum(&self, x: &CpuTensor, out: &CpuTensor, square: bool, scale: f32) {
         let total = loss::sum(&data(x), square, scale);
         data_mut(out)[0] = total;

@@ -98,3 +98,39 @@ pub fn sum(be: &GpuBackend, x: &GpuTensor, out: &GpuTensor, square: bool, scale:
     let second = SumParams { len: groups as u32, square: 0, scale };
     be.dispatch(&kernel, &second, &[&partials, out], [1, 1, 1]);
 }
+
+/// Mirrors `Params` of `softmax_cross_entropy.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SoftmaxCrossEntropyParams {
+    n: u32,
+    k: u32,
+}
+
+/// (N, K) of logits `[N, K]`, checked against labels `[N]` and the output's length.
+fn cross_entropy_shape(logits: &GpuTensor, labels: &GpuTensor, out: &GpuTensor, out_len: usize) -> (usize, usize) {
+    let n = logits.dim(0);
+    let k = logits.len() / n.max(1);
+    assert!(n > 0 && k > 0 && logits.len() == n * k, "softmax_cross_entropy: logits must be [N, K]");
+    assert_eq!(labels.len(), n, "softmax_cross_entropy: labels must be [{n}]");
+    assert_eq!(out.len(), out_len, "softmax_cross_entropy: output length");
+    (n, k)
+}
+
+pub fn softmax_cross_entropy(be: &GpuBackend, logits: &GpuTensor, labels: &GpuTensor, loss: &GpuTensor) {
+    let (n, k) = cross_entropy_shape(logits, labels, loss, logits.dim(0));
+    let p = SoftmaxCrossEntropyParams { n: n as u32, k: k as u32 };
+    // One invocation per sample.
+    be.dispatch(&kernel!("softmax_cross_entropy", entry = "forward"), &p, &[logits, labels, loss], grid(n, WORKGROUP));
+}
+
+pub fn softmax_cross_entropy_backward(be: &GpuBackend, logits: &GpuTensor, labels: &GpuTensor, dlogits: &GpuTensor) {
+    let (n, k) = cross_entropy_shape(logits, labels, dlogits, logits.len());
+    let p = SoftmaxCrossEntropyParams { n: n as u32, k: k as u32 };
+    be.dispatch(
+        &kernel!("softmax_cross_entropy", entry = "backward"),
+        &p,
+        &[logits, labels, dlogits],
+        grid(n, WORKGROUP),
+    );
+}

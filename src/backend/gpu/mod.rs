@@ -294,6 +294,12 @@ impl Backend for GpuBackend {
     ) {
         loss::loss_backward(self, metric, pred, target, weight, stats, dpred)
     }
+    fn softmax_cross_entropy(&self, logits: &GpuTensor, labels: &GpuTensor, loss: &GpuTensor) {
+        loss::softmax_cross_entropy(self, logits, labels, loss)
+    }
+    fn softmax_cross_entropy_backward(&self, logits: &GpuTensor, labels: &GpuTensor, dlogits: &GpuTensor) {
+        loss::softmax_cross_entropy_backward(self, logits, labels, dlogits)
+    }
     fn sum(&self, x: &GpuTensor, out: &GpuTensor, square: bool, scale: f32) {
         loss::sum(self, x, out, square, scale)
     }
