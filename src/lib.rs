@@ -17,6 +17,7 @@
 //! - [`sample`]: one-step and multistep sampling.
 //! - [`image`]: digits as gray levels and PNG grids.
 //! - [`checkpoint`]: a run's whole state in safetensors, checked on load.
+//! - [`eval`]: sample quality: the MNIST classifier (shipped weights), its FID and class histogram.
 //! - [`bench`](mod@bench): kernel and network timings on any backend.
 //! - [`selftest`]: the GPU checked against the CPU twin wherever the engine runs (the page).
 
@@ -24,6 +25,7 @@ pub mod backend;
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
+pub mod eval;
 pub mod gpu;
 pub mod image;
 pub mod model;

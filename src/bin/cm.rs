@@ -158,6 +158,29 @@ enum Command {
         #[arg(long, default_value = "small")]
         conv_config: String,
     },
+    /// Train the MNIST-FID classifier (`consistency::eval::classifier`) and write its weights
+    /// as safetensors (the shipped file is assets/mnist-classifier.safetensors).
+    TrainClassifier {
+        /// Where to write the weights.
+        #[arg(long, default_value = "assets/mnist-classifier.safetensors")]
+        out: PathBuf,
+        /// Training steps.
+        #[arg(long, default_value_t = 3000)]
+        steps: u32,
+        /// Batch size.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Peak learning rate (linear warm-up, cosine decay).
+        #[arg(long, default_value_t = 3e-3)]
+        lr: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Directory with the MNIST IDX files.
+        #[arg(long, default_value = "data/mnist")]
+        data: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendChoice,
+    },
 }
 
 fn main() {
@@ -201,6 +224,13 @@ fn run(cli: Cli) -> consistency::Result<()> {
                 bench_on(&CpuBackend::new(), &plan)?;
             }
             Ok(())
+        }
+        Command::TrainClassifier { out, steps, batch, lr, seed, data, backend } => {
+            let config = consistency::eval::classifier::TrainConfig { steps, batch, lr, seed };
+            match backend {
+                BackendChoice::Gpu => train_classifier(&GpuBackend::new_blocking()?, config, &data, &out),
+                BackendChoice::Cpu => train_classifier(&CpuBackend::new(), config, &data, &out),
+            }
         }
     }
 }
@@ -441,5 +471,28 @@ fn sample<B: Backend>(be: &B, args: &SampleArgs) -> consistency::Result<()> {
         write_atomically(path, &bytes)?;
         eprintln!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+/// `cm train-classifier`: trains, reports, measures on the test set, writes the weights.
+fn train_classifier<B: Backend>(
+    be: &B,
+    config: consistency::eval::classifier::TrainConfig,
+    data: &Path,
+    out: &Path,
+) -> consistency::Result<()> {
+    use consistency::eval::{classifier, weights};
+    let (train, test) = (Mnist::load_split(data, Split::Train)?, Mnist::load_split(data, Split::Test)?);
+    let net = classifier::Classifier::new();
+    println!("backend: {}", be.name());
+    println!("classifier {} ({} parameters), {config:?}", classifier::ARCHITECTURE, net.layout.count());
+    let start = Instant::now();
+    let report =
+        |step: u32, loss: f32| println!("step {step:>6}  loss {loss:.4}  {:.0} s", start.elapsed().as_secs_f64());
+    let (params, info) = pollster::block_on(classifier::train(be, config, &train, &test, 100, report))?;
+    println!("trained in {:.0} s; test accuracy {:.2}%", start.elapsed().as_secs_f64(), 100.0 * info.test_accuracy);
+    let bytes = weights::save(&net, &params, &info)?;
+    write_atomically(out, &bytes)?;
+    println!("wrote {} ({} bytes)", out.display(), bytes.len());
     Ok(())
 }
