@@ -127,8 +127,39 @@ struct SampleArgs {
     backend: BackendChoice,
 }
 
+#[derive(Args)]
+struct EvalArgs {
+    /// A checkpoint written by `cm train` (not needed with --scale-only).
+    #[arg(long, required_unless_present = "scale_only")]
+    checkpoint: Option<PathBuf>,
+    /// Samples per measurement (the MNIST-FID convention is 10,000).
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+    /// The second step's time for two-step sampling (80, then this).
+    #[arg(long, default_value_t = 0.8)]
+    mid: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also measure the scale: real train digits, blurred test digits and noise vs the test digits.
+    #[arg(long)]
+    scale: bool,
+    /// Only the scale, no checkpoint.
+    #[arg(long)]
+    scale_only: bool,
+    /// Also print a markdown table row with this label (used by scripts/compare-recipes).
+    #[arg(long)]
+    markdown: Option<String>,
+    #[arg(long, default_value = "data/mnist")]
+    data: PathBuf,
+    #[arg(long, value_enum, default_value = "gpu")]
+    backend: BackendChoice,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Sample quality of a checkpoint: MNIST-FID, class histogram and entropy of one-step and
+    /// two-step samples, next to the scale of real, blurred and noise digits.
+    Eval(EvalArgs),
     /// Consistency training on MNIST, with a progress bar and checkpoints.
     Train(TrainArgs),
     /// Digits from a checkpoint: one step from noise, or more with --time-points.
@@ -195,6 +226,10 @@ fn run(cli: Cli) -> consistency::Result<()> {
         Command::Train(args) => match args.backend {
             BackendChoice::Gpu => train(&GpuBackend::new_blocking()?, &args),
             BackendChoice::Cpu => train(&CpuBackend::new(), &args),
+        },
+        Command::Eval(args) => match args.backend {
+            BackendChoice::Gpu => eval(&GpuBackend::new_blocking()?, &args),
+            BackendChoice::Cpu => eval(&CpuBackend::new(), &args),
         },
         Command::Sample(args) => match args.backend {
             BackendChoice::Gpu => sample(&GpuBackend::new_blocking()?, &args),
@@ -494,5 +529,61 @@ fn train_classifier<B: Backend>(
     let bytes = weights::save(&net, &params, &info)?;
     write_atomically(out, &bytes)?;
     println!("wrote {} ({} bytes)", out.display(), bytes.len());
+    Ok(())
+}
+
+/// Samples drawn this many at a time, so 10,000 of them fit in memory.
+const SAMPLE_CHUNK: usize = 500;
+
+/// `count` samples clamped to [-1, 1] on the host. Chunk c draws with seed `seed + c << 32`, so
+/// the set depends only on seed and count.
+fn draw<B: Backend>(
+    be: &B,
+    model: &ConsistencyModel,
+    params: &consistency::backend::BTensor<B>,
+    count: usize,
+    time_points: &[f64],
+    seed: u64,
+) -> consistency::Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(count * 784);
+    for (c, start) in (0..count).step_by(SAMPLE_CHUNK).enumerate() {
+        let n = SAMPLE_CHUNK.min(count - start);
+        let x = sample::sample(be, model, params, n, time_points, seed.wrapping_add((c as u64) << 32))?;
+        out.extend(pollster::block_on(be.read(&x))?.into_iter().map(|v| v.clamp(-1.0, 1.0)));
+    }
+    Ok(out)
+}
+
+fn eval<B: Backend>(be: &B, args: &EvalArgs) -> consistency::Result<()> {
+    use consistency::eval::Evaluator;
+    let evaluator = Evaluator::shipped(be)?;
+    let test = Mnist::load_split(&args.data, Split::Test)?;
+    let reference = pollster::block_on(evaluator.reference(be, &test))?;
+    println!("backend: {}", be.name());
+    if args.scale || args.scale_only {
+        let train = Mnist::load_split(&args.data, Split::Train)?;
+        println!("{}", pollster::block_on(evaluator.scale(be, &train, &test, &reference, args.seed))?);
+    }
+    let Some(path) = &args.checkpoint else { return Ok(()) };
+    let saved = load_checkpoint(path)?;
+    let model = ConsistencyModel::new(saved.widths);
+    let params = be.upload(saved.ema(), &[saved.ema().len()]);
+    println!("{}: step {}, {}", path.display(), saved.step, describe(&saved.config, saved.widths));
+    let mut row = Vec::new();
+    for (label, time_points) in [("1-step", vec![]), ("2-step", vec![args.mid])] {
+        let started = Instant::now();
+        let images = draw(be, &model, &params, args.count, &time_points, args.seed)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let quality = pollster::block_on(evaluator.classify_host(be, &images))
+            .and_then(|c| consistency::eval::Quality::new(&c, &reference))?;
+        println!("  {label} ({} samples drawn in {seconds:.1} s): {quality}", args.count);
+        row.push(quality);
+    }
+    if let Some(label) = &args.markdown {
+        println!(
+            "| {label} | {} | {:.1} | {:.1} | {:.2} |",
+            saved.step, row[0].fid, row[1].fid, row[0].class_entropy
+        );
+    }
     Ok(())
 }

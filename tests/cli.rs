@@ -1,0 +1,83 @@
+//! The `cm` command line end to end on the CPU backend and the real MNIST files: train, resume,
+//! sample (PNG and .npy), eval, and the refusals a user can run into.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn cm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cm")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().expect("run cm")
+}
+
+#[track_caller]
+fn succeeds(args: &[&str]) -> String {
+    let out = cm(args);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "cm {args:?} failed:\n{text}");
+    text
+}
+
+#[track_caller]
+fn fails_with(args: &[&str], expected: &str) {
+    let out = cm(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "cm {args:?} should fail");
+    assert!(stderr.contains(expected), "cm {args:?}: '{stderr}' should mention '{expected}'");
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn train_resume_sample_and_eval_from_the_command_line() {
+    let dir = scratch("cli-run");
+    let out = dir.join("tiny.safetensors");
+    let out = out.to_str().unwrap();
+    let train = ["train", "--config", "tiny", "--batch", "4", "--backend", "cpu", "--loss-every", "2", "--out", out];
+
+    let log = succeeds(&[&train[..], &["--steps", "4"]].concat());
+    assert!(log.contains("improved CT s0=10 s1=160 K=4"), "{log}");
+    assert!(log.contains("step 4/4 loss"), "{log}");
+    fails_with(&[&train[..], &["--steps", "6"]].concat(), "exists: pass --resume");
+    let log = succeeds(&[&train[..], &["--steps", "6", "--resume"]].concat());
+    assert!(log.contains("resuming") && log.contains("at step 4") && log.contains("step 6/6"), "{log}");
+    let csv = std::fs::read_to_string(dir.join("tiny.csv")).unwrap();
+    assert_eq!(csv.lines().filter(|l| !l.starts_with("step")).count(), 3, "{csv}");
+
+    let png = dir.join("s.png");
+    let npy = dir.join("s.npy");
+    let (png_s, npy_s) = (png.to_str().unwrap(), npy.to_str().unwrap());
+    succeeds(&["sample", "--checkpoint", out, "--count", "5", "--time-points", "0.8", "--backend", "cpu"]
+        .iter()
+        .chain(&["--out", png_s, "--npy", npy_s])
+        .copied()
+        .collect::<Vec<_>>());
+    assert_eq!(&std::fs::read(&png).unwrap()[1..4], b"PNG");
+    let npy = std::fs::read(&npy).unwrap();
+    assert_eq!(&npy[..6], b"\x93NUMPY");
+    let header = String::from_utf8_lossy(&npy[..128]);
+    assert!(header.contains("'shape': (5, 1, 28, 28") && header.contains("<f4"), "{header}");
+    assert!(npy.len() >= 5 * 784 * 4);
+
+    let report = succeeds(&["eval", "--checkpoint", out, "--count", "50", "--backend", "cpu", "--markdown", "t"]);
+    assert!(report.contains("1-step") && report.contains("2-step") && report.contains("class entropy"), "{report}");
+    assert!(report.lines().any(|l| l.starts_with("| t | 6 |")), "{report}");
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let dir = scratch("cli-bad");
+    let junk = dir.join("junk.safetensors");
+    std::fs::write(&junk, b"definitely not a checkpoint").unwrap();
+    let junk = junk.to_str().unwrap();
+    fails_with(&["sample", "--checkpoint", junk, "--backend", "cpu"], "not a safetensors file");
+    fails_with(&["sample", "--checkpoint", "/nonexistent/x.safetensors", "--backend", "cpu"], "/nonexistent/x.safetensors");
+    fails_with(&["train", "--config", "9,9,9", "--backend", "cpu", "--out", junk], "exists");
+    let fresh = dir.join("fresh.safetensors");
+    fails_with(&["train", "--config", "9,9,9", "--backend", "cpu", "--out", fresh.to_str().unwrap()], "width config '9,9,9'");
+    fails_with(&["train", "--data", "/nonexistent", "--backend", "cpu", "--out", fresh.to_str().unwrap()], "/nonexistent");
+    fails_with(&["train", "--s0", "5", "--s1", "2", "--backend", "cpu", "--out", fresh.to_str().unwrap()], "s0 <= s1");
+}
