@@ -144,7 +144,8 @@ fn bad_checkpoints_are_refused_with_the_reason() {
     let mut reshaped = tensors.clone();
     let (name, _, shape, _) = reshaped.iter_mut().find(|t| t.2.len() == 4).expect("a conv weight");
     *shape = vec![shape.iter().product()];
-    refused(&build(&reshaped, meta.clone()), &format!("tensor '{name}' has shape"));
+    let expected = format!("tensor '{name}' has shape");
+    refused(&build(&reshaped, meta.clone()), &expected);
     let mut nan = tensors.clone();
     nan[0].3[..4].copy_from_slice(&f32::NAN.to_le_bytes());
     refused(&build(&nan, meta), "non-finite");
