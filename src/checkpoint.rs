@@ -48,7 +48,11 @@ impl Checkpoint {
         let layout = UNet::new(self.widths).layout;
         for (name, flat) in STATES.iter().zip(&self.states) {
             if flat.len() != layout.len {
-                return Err(Error::Invalid(format!("state '{name}' has {} values, expected {}", flat.len(), layout.len)));
+                return Err(Error::Invalid(format!(
+                    "state '{name}' has {} values, expected {}",
+                    flat.len(),
+                    layout.len
+                )));
             }
         }
         // Little-endian bytes of every tensor, then views into them.
@@ -66,12 +70,14 @@ impl Checkpoint {
                 (name.clone(), view)
             })
             .collect();
-        safetensors::serialize(views, Some(self.metadata())).map_err(|e| Error::Invalid(format!("writing checkpoint: {e}")))
+        safetensors::serialize(views, Some(self.metadata()))
+            .map_err(|e| Error::Invalid(format!("writing checkpoint: {e}")))
     }
 
     /// Reads and checks a checkpoint file.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| invalid(format!("not a safetensors file: {e}")))?;
+        let (_, header) =
+            SafeTensors::read_metadata(bytes).map_err(|e| invalid(format!("not a safetensors file: {e}")))?;
         let meta = Metadata(header.metadata().clone().unwrap_or_default());
         let format = meta.get("format")?;
         if format != FORMAT {
@@ -228,7 +234,11 @@ fn read_state(tensors: &SafeTensors, layout: &ParamLayout, state: &str) -> Resul
             return Err(invalid(format!("tensor '{name}' is {:?}, expected F32", t.dtype())));
         }
         if t.shape() != p.shape.as_slice() {
-            return Err(invalid(format!("tensor '{name}' has shape {:?}, the network expects {:?}", t.shape(), p.shape)));
+            return Err(invalid(format!(
+                "tensor '{name}' has shape {:?}, the network expects {:?}",
+                t.shape(),
+                p.shape
+            )));
         }
         let values = &mut flat[p.offset..p.offset + p.len()];
         for (v, b) in values.iter_mut().zip(t.data().chunks_exact(4)) {

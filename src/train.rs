@@ -141,7 +141,9 @@ impl<B: Backend> Trainer<B> {
     /// The run's whole state, read back to the host.
     pub async fn checkpoint(&self, be: &B) -> crate::Result<Checkpoint> {
         let mut states: [Vec<f32>; 5] = Default::default();
-        for (state, tensor) in states.iter_mut().zip([&self.params, &self.target, &self.ema, &self.adam_m, &self.adam_v]) {
+        for (state, tensor) in
+            states.iter_mut().zip([&self.params, &self.target, &self.ema, &self.adam_m, &self.adam_v])
+        {
             *state = be.read(tensor).await?;
         }
         Ok(Checkpoint { widths: self.model.net.widths, config: self.config.clone(), step: self.step, states })

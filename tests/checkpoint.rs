@@ -78,8 +78,11 @@ fn resuming_continues_the_run_exactly_on_gpu() {
     resume_is_exact(&gpu());
 }
 
+/// A tensor of a safetensors file: name, dtype, shape, bytes.
+type Entry = (String, Dtype, Vec<usize>, Vec<u8>);
+
 /// A valid checkpoint's tensors and metadata, to tamper with.
-fn parts() -> (Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, HashMap<String, String>) {
+fn parts() -> (Vec<Entry>, HashMap<String, String>) {
     let be = cpu();
     let bytes = checkpoint(&be, &new_trainer(&be, &config())).to_bytes().unwrap();
     let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
@@ -94,7 +97,7 @@ fn parts() -> (Vec<(String, Dtype, Vec<usize>, Vec<u8>)>, HashMap<String, String
     (list, meta)
 }
 
-fn build(tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)], meta: HashMap<String, String>) -> Vec<u8> {
+fn build(tensors: &[Entry], meta: HashMap<String, String>) -> Vec<u8> {
     let views = tensors.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()));
     safetensors::serialize(views, Some(meta)).unwrap()
 }

@@ -50,11 +50,13 @@ fn train_resume_sample_and_eval_from_the_command_line() {
     let png = dir.join("s.png");
     let npy = dir.join("s.npy");
     let (png_s, npy_s) = (png.to_str().unwrap(), npy.to_str().unwrap());
-    succeeds(&["sample", "--checkpoint", out, "--count", "5", "--time-points", "0.8", "--backend", "cpu"]
-        .iter()
-        .chain(&["--out", png_s, "--npy", npy_s])
-        .copied()
-        .collect::<Vec<_>>());
+    succeeds(
+        &["sample", "--checkpoint", out, "--count", "5", "--time-points", "0.8", "--backend", "cpu"]
+            .iter()
+            .chain(&["--out", png_s, "--npy", npy_s])
+            .copied()
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(&std::fs::read(&png).unwrap()[1..4], b"PNG");
     let npy = std::fs::read(&npy).unwrap();
     assert_eq!(&npy[..6], b"\x93NUMPY");
@@ -74,10 +76,19 @@ fn bad_input_gets_a_clear_error() {
     std::fs::write(&junk, b"definitely not a checkpoint").unwrap();
     let junk = junk.to_str().unwrap();
     fails_with(&["sample", "--checkpoint", junk, "--backend", "cpu"], "not a safetensors file");
-    fails_with(&["sample", "--checkpoint", "/nonexistent/x.safetensors", "--backend", "cpu"], "/nonexistent/x.safetensors");
+    fails_with(
+        &["sample", "--checkpoint", "/nonexistent/x.safetensors", "--backend", "cpu"],
+        "/nonexistent/x.safetensors",
+    );
     fails_with(&["train", "--config", "9,9,9", "--backend", "cpu", "--out", junk], "exists");
     let fresh = dir.join("fresh.safetensors");
-    fails_with(&["train", "--config", "9,9,9", "--backend", "cpu", "--out", fresh.to_str().unwrap()], "width config '9,9,9'");
-    fails_with(&["train", "--data", "/nonexistent", "--backend", "cpu", "--out", fresh.to_str().unwrap()], "/nonexistent");
+    fails_with(
+        &["train", "--config", "9,9,9", "--backend", "cpu", "--out", fresh.to_str().unwrap()],
+        "width config '9,9,9'",
+    );
+    fails_with(
+        &["train", "--data", "/nonexistent", "--backend", "cpu", "--out", fresh.to_str().unwrap()],
+        "/nonexistent",
+    );
     fails_with(&["train", "--s0", "5", "--s1", "2", "--backend", "cpu", "--out", fresh.to_str().unwrap()], "s0 <= s1");
 }

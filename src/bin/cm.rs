@@ -580,10 +580,7 @@ fn eval<B: Backend>(be: &B, args: &EvalArgs) -> consistency::Result<()> {
         row.push(quality);
     }
     if let Some(label) = &args.markdown {
-        println!(
-            "| {label} | {} | {:.1} | {:.1} | {:.2} |",
-            saved.step, row[0].fid, row[1].fid, row[0].class_entropy
-        );
+        println!("| {label} | {} | {:.1} | {:.1} | {:.2} |", saved.step, row[0].fid, row[1].fid, row[0].class_entropy);
     }
     Ok(())
 }
