@@ -159,3 +159,37 @@ fn meta_format(bytes: &[u8]) -> String {
     let (_, header) = SafeTensors::read_metadata(bytes).unwrap();
     header.metadata().as_ref().unwrap()["format"].clone()
 }
+
+/// Random damage to a valid file (flipped bytes, truncation, a rewritten header length): the
+/// loader refuses or accepts, and never panics. (`fuzz/` runs the same target under libFuzzer.)
+#[test]
+fn randomly_damaged_checkpoints_never_panic() {
+    let be = cpu();
+    let good = checkpoint(&be, &new_trainer(&be, &config())).to_bytes().unwrap();
+    let noise = random_vec(30_000, 77);
+    let mut pick = noise.iter().map(|v| ((v + 1.0) * 0.5 * u32::MAX as f32) as usize);
+    let mut accepted = 0;
+    for round in 0..3000 {
+        let mut bytes = good.clone();
+        match round % 3 {
+            // Bytes in the JSON header (its length is the first 8 bytes).
+            0 => {
+                let header = 8 + u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+                for _ in 0..1 + round % 4 {
+                    let at = pick.next().unwrap() % header;
+                    bytes[at] = pick.next().unwrap() as u8;
+                }
+            }
+            1 => bytes.truncate(pick.next().unwrap() % good.len()),
+            _ => {
+                let len = (pick.next().unwrap() % (2 * good.len())) as u64;
+                bytes[..8].copy_from_slice(&len.to_le_bytes());
+            }
+        }
+        if let Ok(loaded) = Checkpoint::from_bytes(&bytes) {
+            accepted += 1;
+            assert_eq!(Checkpoint::from_bytes(&loaded.to_bytes().unwrap()).unwrap(), loaded);
+        }
+    }
+    assert!(accepted < 3000, "some damage must be refused");
+}
