@@ -13,6 +13,8 @@ struct Params {
     // Samples N and classes K.
     n: u32,
     k: u32,
+    // A quiet NaN's bits, from the host: a NaN constant is an error in Tint (Chrome).
+    nan_bits: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -22,7 +24,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 fn nan() -> f32 {
-    return bitcast<f32>(0x7fc00000u);
+    return bitcast<f32>(params.nan_bits);
 }
 
 // The class of sample n, or -1 when its label is not one.

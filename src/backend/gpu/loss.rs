@@ -105,6 +105,15 @@ pub fn sum(be: &GpuBackend, x: &GpuTensor, out: &GpuTensor, square: bool, scale:
 struct SoftmaxCrossEntropyParams {
     n: u32,
     k: u32,
+    /// The bits of a quiet NaN, written for an invalid label. A NaN literal in WGSL is a
+    /// constant-expression error in Chrome's shader compiler, so it comes in at run time.
+    nan_bits: u32,
+}
+
+impl SoftmaxCrossEntropyParams {
+    fn new(n: usize, k: usize) -> Self {
+        SoftmaxCrossEntropyParams { n: n as u32, k: k as u32, nan_bits: f32::NAN.to_bits() }
+    }
 }
 
 /// (N, K) of logits `[N, K]`, checked against labels `[N]` and the output's length.
@@ -119,14 +128,14 @@ fn cross_entropy_shape(logits: &GpuTensor, labels: &GpuTensor, out: &GpuTensor, 
 
 pub fn softmax_cross_entropy(be: &GpuBackend, logits: &GpuTensor, labels: &GpuTensor, loss: &GpuTensor) {
     let (n, k) = cross_entropy_shape(logits, labels, loss, logits.dim(0));
-    let p = SoftmaxCrossEntropyParams { n: n as u32, k: k as u32 };
+    let p = SoftmaxCrossEntropyParams::new(n, k);
     // One invocation per sample.
     be.dispatch(&kernel!("softmax_cross_entropy", entry = "forward"), &p, &[logits, labels, loss], grid(n, WORKGROUP));
 }
 
 pub fn softmax_cross_entropy_backward(be: &GpuBackend, logits: &GpuTensor, labels: &GpuTensor, dlogits: &GpuTensor) {
     let (n, k) = cross_entropy_shape(logits, labels, dlogits, logits.len());
-    let p = SoftmaxCrossEntropyParams { n: n as u32, k: k as u32 };
+    let p = SoftmaxCrossEntropyParams::new(n, k);
     be.dispatch(
         &kernel!("softmax_cross_entropy", entry = "backward"),
         &p,
