@@ -141,32 +141,8 @@ fn classifier_backward_matches_finite_differences() {
     let loss = |p: &[f32]| -> f64 {
         run(&be, &net, p, &x, &labels).loss.iter().map(|&l| l as f64).sum::<f64>() / labels.len() as f64
     };
-    let h = 1e-2f64;
-    for (i, p) in net.layout.params.iter().enumerate() {
-        let range = p.offset..p.offset + p.len();
-        let g = &grads[range.clone()];
-        let norm = |v: &[f32]| v.iter().map(|&a| a as f64 * a as f64).sum::<f64>().sqrt();
-        for (which, dir) in [("gradient", g.to_vec()), ("random", random_vec(p.len(), 100 + i as u64))] {
-            let len = norm(&dir);
-            let v: Vec<f64> = dir.iter().map(|&a| a as f64 / len).collect();
-            let analytic: f64 = g.iter().zip(&v).map(|(&a, &b)| a as f64 * b).sum();
-            let shifted = |sign: f64| {
-                let mut q = params.clone();
-                for (j, vj) in range.clone().zip(&v) {
-                    q[j] += (sign * h * vj) as f32;
-                }
-                loss(&q)
-            };
-            let numeric = (shifted(1.0) - shifted(-1.0)) / (2.0 * h);
-            // A loss of about 2.3 in f32 has rounding near 2e-7, over 2h = 2e-2: 1e-5 of noise.
-            let tol = 2e-2 * analytic.abs().max(numeric.abs()) + 1e-4;
-            assert!(
-                (numeric - analytic).abs() <= tol,
-                "{} along the {which} direction: analytic {analytic:.6} vs finite difference {numeric:.6}",
-                p.name
-            );
-        }
-    }
+    // A loss of about 2.3 in f32 has rounding near 2e-7, over 2h = 2e-2: 1e-5 of noise.
+    check_directional_gradients(&net.layout, &params, &grads, 1e-2, 1e-4, loss);
 }
 
 #[test]

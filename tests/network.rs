@@ -84,32 +84,7 @@ fn unet_backward_matches_finite_differences() {
         let y = read(&be, &net.forward(&be, &pt, &xt, &ct).0);
         y.iter().zip(&dy).map(|(&a, &b)| a as f64 * b as f64).sum()
     };
-    let h = 1e-2f64;
-    for (i, p) in net.layout.params.iter().enumerate() {
-        let range = p.offset..p.offset + p.len();
-        let g = &grads[range.clone()];
-        let norm = |v: &[f32]| v.iter().map(|&a| a as f64 * a as f64).sum::<f64>().sqrt();
-        let random = random_vec(p.len(), 100 + i as u64);
-        for (which, dir) in [("gradient", g.to_vec()), ("random", random)] {
-            let len = norm(&dir);
-            let v: Vec<f64> = dir.iter().map(|&a| a as f64 / len).collect();
-            let analytic: f64 = g.iter().zip(&v).map(|(&a, &b)| a as f64 * b).sum();
-            let shifted = |sign: f64| {
-                let mut q = params.clone();
-                for (j, vj) in range.clone().zip(&v) {
-                    q[j] += (sign * h * vj) as f32;
-                }
-                loss(&q)
-            };
-            let numeric = (shifted(1.0) - shifted(-1.0)) / (2.0 * h);
-            let tol = 2e-2 * analytic.abs().max(numeric.abs()) + 2e-3;
-            assert!(
-                (numeric - analytic).abs() <= tol,
-                "{} along the {which} direction: analytic {analytic:.6} vs finite difference {numeric:.6}",
-                p.name
-            );
-        }
-    }
+    check_directional_gradients(&net.layout, &params, &grads, 1e-2, 2e-3, loss);
 }
 
 /// The in-page self-check (`consistency::selftest`) passes natively, so a failure in the browser

@@ -96,3 +96,44 @@ pub fn check_gradient(
     }
     assert!(checked > 0, "{what}: no coordinate probed");
 }
+
+/// Checks the gradient `grads` of a scalar `loss` of the flat parameters `params` (laid out by
+/// `layout`) by central differences of step `h` along whole-tensor directions. A whole-tensor
+/// direction gives a signal far above the f32 rounding noise of a forward pass, which a single
+/// coordinate would not. Two directions per tensor: the analytic gradient itself (a wrong
+/// gradient g against the true t fails unless t.g = |g|^2) and a random one. The tolerance is
+/// 2% of the larger derivative plus `atol`.
+#[track_caller]
+pub fn check_directional_gradients(
+    layout: &consistency::nn::ParamLayout,
+    params: &[f32],
+    grads: &[f32],
+    h: f64,
+    atol: f64,
+    loss: impl Fn(&[f32]) -> f64,
+) {
+    let norm = |v: &[f32]| v.iter().map(|&a| a as f64 * a as f64).sum::<f64>().sqrt();
+    for (i, p) in layout.params.iter().enumerate() {
+        let range = p.offset..p.offset + p.len();
+        let g = &grads[range.clone()];
+        for (which, dir) in [("gradient", g.to_vec()), ("random", random_vec(p.len(), 100 + i as u64))] {
+            let len = norm(&dir);
+            let v: Vec<f64> = dir.iter().map(|&a| a as f64 / len).collect();
+            let analytic: f64 = g.iter().zip(&v).map(|(&a, &b)| a as f64 * b).sum();
+            let shifted = |sign: f64| {
+                let mut q = params.to_vec();
+                for (j, vj) in range.clone().zip(&v) {
+                    q[j] += (sign * h * vj) as f32;
+                }
+                loss(&q)
+            };
+            let numeric = (shifted(1.0) - shifted(-1.0)) / (2.0 * h);
+            let tol = 2e-2 * analytic.abs().max(numeric.abs()) + atol;
+            assert!(
+                (numeric - analytic).abs() <= tol,
+                "{} along the {which} direction: analytic {analytic:.6} vs finite difference {numeric:.6}",
+                p.name
+            );
+        }
+    }
+}
