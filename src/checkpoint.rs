@@ -38,6 +38,14 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// A run at step 0: the network's initial weights (seeded by the recipe) as theta, theta_minus
+    /// and the sampling EMA alike (Algorithm 3), and Adam's moments at zero.
+    pub fn start(widths: Widths, config: CtConfig) -> Checkpoint {
+        let init = UNet::new(widths).layout.init(config.seed);
+        let zeros = vec![0.0; init.len()];
+        Checkpoint { widths, config, step: 0, states: [init.clone(), init.clone(), init, zeros.clone(), zeros] }
+    }
+
     /// The sampling weights (the EMA of theta).
     pub fn ema(&self) -> &[f32] {
         &self.states[2]

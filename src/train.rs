@@ -8,7 +8,7 @@
 //! bytes, no round trip.
 
 use crate::backend::{AdamStep, BTensor, Backend, Metric, RandomKey};
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{self, Checkpoint};
 use crate::model::ConsistencyModel;
 use crate::random;
 use crate::schedule::{self, CtKind, CtSchedule, IndexChoice, NoiseLevels, Weighting};
@@ -69,9 +69,97 @@ impl CtConfig {
         }
     }
 
+    /// One line for logs and the page: recipe, curriculum, loss, batch, lr, seed.
+    pub fn describe(&self) -> String {
+        let schedule = match self.schedule.kind {
+            CtKind::Original { s0, s1, mu0 } => format!("original CT s0={s0} s1={s1} mu0={mu0}"),
+            CtKind::Improved { s0, s1 } => format!("improved CT s0={s0} s1={s1}"),
+        };
+        format!(
+            "{schedule} K={} loss={} n~{} weighting={} batch={} lr={} seed={}",
+            self.schedule.total_steps,
+            checkpoint::metric_name(self.metric),
+            checkpoint::index_choice_name(self.index_choice),
+            checkpoint::weighting_name(self.weighting),
+            self.batch,
+            self.lr,
+            self.seed
+        )
+    }
+
     /// The sampling EMA's decay at step k (see [`CtConfig::sampling_ema`]).
     pub fn sampling_ema_at(&self, k: u32) -> f32 {
         self.sampling_ema.min((1.0 + k as f32) / (10.0 + k as f32))
+    }
+}
+
+/// The two recipes a person picks between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecipeKind {
+    /// [`CtConfig::improved`], the default.
+    Improved,
+    /// [`CtConfig::original`].
+    Original,
+}
+
+/// The loss a person can put in place of the recipe's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    L2,
+    L1,
+    /// With the section-6 constant c = 0.00054 sqrt(784).
+    PseudoHuber,
+}
+
+/// A run's knobs as a person sets them (the CLI's flags, the page's controls): a recipe, the
+/// length its curriculum is planned for, and optional overrides.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recipe {
+    pub kind: RecipeKind,
+    /// K, the steps the curriculum spans.
+    pub total_steps: u32,
+    pub loss: Option<LossKind>,
+    pub s0: Option<usize>,
+    pub s1: Option<usize>,
+    pub batch: usize,
+    pub lr: f32,
+    pub seed: u64,
+}
+
+impl Recipe {
+    /// The full configuration, or a message naming the knob that is out of range.
+    pub fn config(&self) -> crate::Result<CtConfig> {
+        let invalid = |m: String| Err(crate::Error::Invalid(m));
+        let mut config = match self.kind {
+            RecipeKind::Improved => CtConfig::improved(self.total_steps),
+            RecipeKind::Original => CtConfig::original(self.total_steps),
+        };
+        match &mut config.schedule.kind {
+            CtKind::Original { s0, s1, .. } | CtKind::Improved { s0, s1 } => {
+                *s0 = self.s0.unwrap_or(*s0);
+                *s1 = self.s1.unwrap_or(*s1);
+                if *s0 < 1 || *s1 < *s0 {
+                    return invalid(format!("need 1 <= s0 <= s1, got s0 = {s0}, s1 = {s1}"));
+                }
+            }
+        }
+        if let Some(loss) = self.loss {
+            config.metric = match loss {
+                LossKind::L2 => Metric::L2,
+                LossKind::L1 => Metric::L1,
+                LossKind::PseudoHuber => Metric::PseudoHuber { c: schedule::pseudo_huber_c(PIXELS) as f32 },
+            };
+        }
+        if self.total_steps == 0 {
+            return invalid("the curriculum needs at least 1 step (K)".into());
+        }
+        if self.batch == 0 {
+            return invalid("the batch needs at least 1 digit".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return invalid(format!("the learning rate must be positive, got {}", self.lr));
+        }
+        Ok(CtConfig { batch: self.batch, lr: self.lr, seed: self.seed, ..config })
     }
 }
 
@@ -167,6 +255,23 @@ impl<B: Backend> Trainer<B> {
             out.weight.push(self.config.weighting.lambda(t_n, t_next) as f32);
         }
         out
+    }
+
+    /// Takes `steps` steps in one recording and reads back their mean loss: the one round trip
+    /// of a chunk of training. A non-finite mean is an error; the caller decides what to keep.
+    pub async fn run(&mut self, be: &B, steps: u32) -> crate::Result<f32> {
+        let mut sum = be.zeros(&[1]);
+        for _ in 0..steps {
+            let loss = self.step(be);
+            let total = be.empty(&[1]);
+            be.add(&sum, &loss, &total);
+            sum = total;
+        }
+        let mean = be.read(&sum).await?[0] / steps.max(1) as f32;
+        if !mean.is_finite() {
+            return Err(crate::Error::Invalid(format!("the loss became {mean} before step {}", self.step)));
+        }
+        Ok(mean)
     }
 
     /// Records one training step and returns the batch's mean loss (a one-element tensor).

@@ -7,13 +7,12 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use consistency::backend::cpu::CpuBackend;
 use consistency::backend::gpu::GpuBackend;
-use consistency::backend::{Backend, Metric};
+use consistency::backend::Backend;
 use consistency::checkpoint::{self, Checkpoint};
 use consistency::data::mnist::{Mnist, Split};
 use consistency::model::ConsistencyModel;
 use consistency::nn::{UNet, Widths};
-use consistency::schedule::{self, CtKind};
-use consistency::train::{CtConfig, Trainer};
+use consistency::train::{CtConfig, LossKind, Recipe, RecipeKind, Trainer};
 use consistency::{bench, image, sample, Error};
 use indicatif::{ProgressBar, ProgressStyle};
 use npyz::WriterBuilder;
@@ -353,49 +352,24 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> consistency::Result<()> {
 }
 
 fn config_from_args(args: &TrainArgs) -> consistency::Result<CtConfig> {
-    let total = args.total_steps.unwrap_or(args.steps);
-    let mut config = match args.recipe {
-        RecipeChoice::Improved => CtConfig::improved(total),
-        RecipeChoice::Original => CtConfig::original(total),
-    };
-    match &mut config.schedule.kind {
-        CtKind::Original { s0, s1, .. } | CtKind::Improved { s0, s1 } => {
-            *s0 = args.s0.unwrap_or(*s0);
-            *s1 = args.s1.unwrap_or(*s1);
-            if *s0 < 1 || *s1 < *s0 {
-                return Err(Error::Invalid(format!("need 1 <= s0 <= s1, got s0 = {s0}, s1 = {s1}")));
-            }
-        }
+    Recipe {
+        kind: match args.recipe {
+            RecipeChoice::Improved => RecipeKind::Improved,
+            RecipeChoice::Original => RecipeKind::Original,
+        },
+        total_steps: args.total_steps.unwrap_or(args.steps),
+        loss: args.loss.map(|loss| match loss {
+            LossChoice::L2 => LossKind::L2,
+            LossChoice::L1 => LossKind::L1,
+            LossChoice::PseudoHuber => LossKind::PseudoHuber,
+        }),
+        s0: args.s0,
+        s1: args.s1,
+        batch: args.batch,
+        lr: args.lr,
+        seed: args.seed,
     }
-    if let Some(loss) = args.loss {
-        config.metric = match loss {
-            LossChoice::L2 => Metric::L2,
-            LossChoice::L1 => Metric::L1,
-            LossChoice::PseudoHuber => Metric::PseudoHuber { c: schedule::pseudo_huber_c(784) as f32 },
-        };
-    }
-    if args.batch == 0 {
-        return Err(Error::Invalid("--batch must be at least 1".into()));
-    }
-    Ok(CtConfig { batch: args.batch, lr: args.lr, seed: args.seed, ..config })
-}
-
-fn describe(config: &CtConfig, widths: Widths) -> String {
-    let c = config;
-    let schedule = match c.schedule.kind {
-        CtKind::Original { s0, s1, mu0 } => format!("original CT s0={s0} s1={s1} mu0={mu0}"),
-        CtKind::Improved { s0, s1 } => format!("improved CT s0={s0} s1={s1}"),
-    };
-    format!(
-        "{widths:?} {schedule} K={} loss={} n~{} weighting={} batch={} lr={} seed={}",
-        c.schedule.total_steps,
-        checkpoint::metric_name(c.metric),
-        checkpoint::index_choice_name(c.index_choice),
-        checkpoint::weighting_name(c.weighting),
-        c.batch,
-        c.lr,
-        c.seed
-    )
+    .config()
 }
 
 fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
@@ -417,7 +391,7 @@ fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
         Trainer::new(be, model, config, &init, &mnist.images)
     };
     eprintln!("backend: {}", be.name());
-    eprintln!("recipe: {}", describe(&trainer.config, trainer.model.net.widths));
+    eprintln!("recipe: {:?} {}", trainer.model.net.widths, trainer.config.describe());
     let log_path = args.out.with_extension("csv");
     let mut log = String::new();
     if trainer.step == 0 || !log_path.exists() {
