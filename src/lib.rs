@@ -15,6 +15,8 @@
 //!   improved-CT curricula, choice of noise level, weighting), in f64 on the host.
 //! - [`train`]: consistency training (CT and improved CT), one recorded step at a time.
 //! - [`sample`]: one-step and multistep sampling.
+//! - [`edit`]: zero-shot editing (Algorithm 4: inpainting, super-resolution), denoising,
+//!   interpolation and SDEdit, on a trained model.
 //! - [`image`]: digits as gray levels and PNG grids.
 //! - [`checkpoint`]: a run's whole state in safetensors, checked on load.
 //! - [`eval`]: sample quality: the MNIST classifier (shipped weights), its FID and class histogram.
@@ -25,6 +27,7 @@ pub mod backend;
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
+pub mod edit;
 pub mod eval;
 pub mod gpu;
 pub mod image;

@@ -1,8 +1,12 @@
 //! Sampling, `consistency-models.md` section 3: one step from pure noise at T, or Algorithm 1's
 //! multistep refinement at chosen time points. Seeded: the same seed gives the same digits on
 //! every backend, for any batch size (each sample's noise depends only on its own index).
+//!
+//! The steps themselves (noise a point to a time, apply f) are shared with zero-shot editing
+//! ([`crate::edit`]), which runs the same loop with a projection after every step.
 
 use crate::backend::{BTensor, Backend, RandomKey};
+use crate::image::SIDE;
 use crate::model::ConsistencyModel;
 use crate::schedule::{EPS, T};
 
@@ -17,29 +21,89 @@ pub fn sample<B: Backend>(
     time_points: &[f64],
     seed: u64,
 ) -> crate::Result<BTensor<B>> {
-    if let Some(bad) = time_points.iter().find(|&&t| !(t > EPS && t < T)) {
-        return Err(crate::Error::Invalid(format!("time point {bad} is outside (eps, T) = ({EPS}, {T})")));
+    check_time_points(time_points, false)?;
+    let x = start(be, model, params, None, &[count, 1, SIDE, SIDE], T, seed);
+    Ok(refine(be, model, params, x, time_points, seed))
+}
+
+/// Refuses time points that do not decrease strictly within (eps, T), or (eps, T] when
+/// `t_allowed` (editing may start at T itself; Algorithm 1's refinement points may not).
+pub(crate) fn check_time_points(time_points: &[f64], t_allowed: bool) -> crate::Result<()> {
+    let (inside, range): (fn(f64) -> bool, _) =
+        if t_allowed { (|t| t > EPS && t <= T, "(eps, T]") } else { (|t| t > EPS && t < T, "(eps, T)") };
+    let (open, close) = (&range[..1], &range[range.len() - 1..]);
+    if let Some(bad) = time_points.iter().find(|&&t| !inside(t)) {
+        return Err(crate::Error::Invalid(format!("time point {bad} is outside {range} = {open}{EPS}, {T}{close}")));
     }
     if time_points.windows(2).any(|w| w[1] >= w[0]) {
         return Err(crate::Error::Invalid(format!("time points must decrease: {time_points:?}")));
     }
-    let shape = [count, 1, 28, 28];
-    let per_sample = |v: f64| be.upload(&vec![v as f32; count], &[count]);
-    // x + scale * z, z ~ N(0, I) from `stream` (x = 0 for the start).
-    let add_noise = |x: Option<&BTensor<B>>, scale: f64, stream: u32| {
-        let z = be.empty(&shape);
-        be.random_normal(RandomKey { seed, step: 0, stream }, &z);
-        let out = be.empty(&shape);
-        match x {
-            Some(x) => be.scale_add(&per_sample(1.0), x, &per_sample(scale), &z, &out),
-            None => be.scale_add(&per_sample(scale), &z, &per_sample(0.0), &z, &out),
-        }
-        out
-    };
-    let mut x = model.forward(be, params, &add_noise(None, T, 0), &vec![T; count]).0;
-    for (s, &tau) in time_points.iter().enumerate() {
-        let noised = add_noise(Some(&x), (tau * tau - EPS * EPS).sqrt(), s as u32 + 1);
-        x = model.forward(be, params, &noised, &vec![tau; count]).0;
+    Ok(())
+}
+
+/// One value per sample, for the per-sample coefficients of [`Backend::scale_add`].
+fn per_sample<B: Backend>(be: &B, count: usize, v: f64) -> BTensor<B> {
+    be.upload(&vec![v as f32; count], &[count])
+}
+
+/// `z ~ N(0, I)` of `shape` from Philox stream `stream`: value i of the batch is draw i, so
+/// sample n's noise is the same whatever the batch size.
+pub(crate) fn noise<B: Backend>(be: &B, shape: &[usize], seed: u64, stream: u32) -> BTensor<B> {
+    let z = be.empty(shape);
+    be.random_normal(RandomKey { seed, step: 0, stream }, &z);
+    z
+}
+
+/// `f(x0 + t z, t)` with z from stream `stream`, or `f(t z, t)` without x0: the first step of
+/// sampling (from pure noise at T), of zero-shot editing and of SDEdit (from a known image).
+pub(crate) fn start<B: Backend>(
+    be: &B,
+    model: &ConsistencyModel,
+    params: &BTensor<B>,
+    x0: Option<&BTensor<B>>,
+    shape: &[usize],
+    t: f64,
+    seed: u64,
+) -> BTensor<B> {
+    let count = shape[0];
+    let z = noise(be, shape, seed, 0);
+    let noised = be.empty(shape);
+    match x0 {
+        Some(x0) => be.scale_add(&per_sample(be, count, 1.0), x0, &per_sample(be, count, t), &z, &noised),
+        None => be.scale_add(&per_sample(be, count, t), &z, &per_sample(be, count, 0.0), &z, &noised),
     }
-    Ok(x)
+    model.forward(be, params, &noised, &vec![t; count]).0
+}
+
+/// One step of Algorithm 1: `f(x + sqrt(tau^2 - eps^2) z, tau)`, z from stream `stream`.
+pub(crate) fn refine_step<B: Backend>(
+    be: &B,
+    model: &ConsistencyModel,
+    params: &BTensor<B>,
+    x: &BTensor<B>,
+    tau: f64,
+    seed: u64,
+    stream: u32,
+) -> BTensor<B> {
+    let count = x.dim(0);
+    let z = noise(be, &x.shape, seed, stream);
+    let noised = be.empty(&x.shape);
+    be.scale_add(&per_sample(be, count, 1.0), x, &per_sample(be, count, (tau * tau - EPS * EPS).sqrt()), &z, &noised);
+    model.forward(be, params, &noised, &vec![tau; count]).0
+}
+
+/// Algorithm 1's loop from an x at the first time point: step s (tau = `time_points[s]`) draws
+/// its noise from stream s + 1, after the start's stream 0.
+pub(crate) fn refine<B: Backend>(
+    be: &B,
+    model: &ConsistencyModel,
+    params: &BTensor<B>,
+    mut x: BTensor<B>,
+    time_points: &[f64],
+    seed: u64,
+) -> BTensor<B> {
+    for (s, &tau) in time_points.iter().enumerate() {
+        x = refine_step(be, model, params, &x, tau, seed, s as u32 + 1);
+    }
+    x
 }

@@ -96,6 +96,20 @@ async fn compute<B: Backend>(be: &B) -> crate::Result<Vec<(&'static str, Vec<f32
     }
     out.push(("adam and ema", be.read(&avg).await?));
 
+    // The projection of zero-shot editing: inpainting (a choice per pixel, one mask per image)
+    // and super-resolution (4x4 tile means, one mask for all images).
+    let shape = [n, 1, side, side];
+    let (ex, ey) = (t(&inputs(n * side * side, 8), &shape), t(&inputs(n * side * side, 9), &shape));
+    let pixel_mask: Vec<f32> = inputs(n * side * side, 10).iter().map(|v| if *v > 0.0 { 1.0 } else { 0.0 }).collect();
+    // The top four rows of tiles.
+    let tile_mask: Vec<f32> = (0..side * side).map(|i| if i / side < 16 { 1.0 } else { 0.0 }).collect();
+    let (inpainted, resolved) = (be.empty(&shape), be.empty(&shape));
+    be.keep_known(1, &ex, &ey, &t(&pixel_mask, &shape), &inpainted);
+    be.keep_known(4, &ex, &ey, &t(&tile_mask, &[1, 1, side, side]), &resolved);
+    let mut values = be.read(&inpainted).await?;
+    values.extend(be.read(&resolved).await?);
+    out.push(("keep known (editing)", values));
+
     // Random numbers and the minibatch gather.
     let key = RandomKey { seed: 7, step: 3, stream: 1 };
     let (u, z, idx) = (be.empty(&[len]), be.empty(&[len]), be.empty(&[4]));

@@ -284,3 +284,98 @@ fn sinusoidal_embedding_matches_cpu() {
         assert_close("sinusoidal_embedding", &read(&g, &go), &co, 0.0, 3e-3);
     }
 }
+
+/// Per-tile `x + (mean(y) - mean(x))` where keep > 0.5, else x, in f64: an independent
+/// reference for the projection of zero-shot editing with patch > 1.
+fn keep_known_reference(shape: [usize; 4], patch: usize, x: &[f32], y: &[f32], keep: &[f32]) -> Vec<f32> {
+    let (h, w) = (shape[2], shape[3]);
+    (0..x.len())
+        .map(|i| {
+            // NaN is not above one half, so it keeps x, as in the kernel.
+            let known = keep[i % keep.len()] > 0.5;
+            if !known {
+                return x[i];
+            }
+            let (plane, s) = (i / (h * w) * (h * w), i % (h * w));
+            let (top, left) = (s / w / patch * patch, s % w / patch * patch);
+            let mut diff = 0.0f64;
+            for r in top..top + patch {
+                for c in left..left + patch {
+                    diff += y[plane + r * w + c] as f64 - x[plane + r * w + c] as f64;
+                }
+            }
+            (x[i] as f64 + diff / (patch * patch) as f64) as f32
+        })
+        .collect()
+}
+
+fn keep_known_on<B: Backend>(
+    be: &B,
+    patch: usize,
+    shape: &[usize],
+    x: &[f32],
+    y: &[f32],
+    keep_shape: &[usize],
+    keep: &[f32],
+) -> Vec<f32> {
+    let out = be.zeros(shape);
+    be.keep_known(patch, &be.upload(x, shape), &be.upload(y, shape), &be.upload(keep, keep_shape), &out);
+    read(be, &out)
+}
+
+#[test]
+fn keep_known_matches_cpu() {
+    let (g, c) = (gpu(), cpu());
+    // (shape, patch, one mask for all samples): inpainting, the MNIST super-resolution tiles,
+    // a tile size that is not a power of two, several channels, a single pixel.
+    let cases = [
+        ([3usize, 1, 28, 28], 1usize, false),
+        ([3, 1, 28, 28], 1, true),
+        ([2, 1, 28, 28], 4, true),
+        ([2, 1, 28, 28], 2, false),
+        ([2, 1, 28, 28], 7, true),
+        ([2, 3, 6, 10], 2, true),
+        ([1, 1, 1, 1], 1, false),
+    ];
+    for (k, &(shape, patch, broadcast)) in cases.iter().enumerate() {
+        let seed = 40 + 3 * k as u64;
+        let len: usize = shape.iter().product();
+        let keep_shape = if broadcast { [1, shape[1], shape[2], shape[3]] } else { shape };
+        // Mostly 0 and 1, with values on and around the threshold and a NaN (never known).
+        let odd = [0.5f32, 0.50001, 0.2, 2.0, f32::NAN];
+        let keep: Vec<f32> = random_vec(keep_shape.iter().product(), seed)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if i % 13 == 5 {
+                    odd[i % 5]
+                } else if *v > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let (x, y) = (random_vec(len, seed + 1), random_vec(len, seed + 2));
+        let on_gpu = keep_known_on(&g, patch, &shape, &x, &y, &keep_shape, &keep);
+        let on_cpu = keep_known_on(&c, patch, &shape, &x, &y, &keep_shape, &keep);
+        let what = format!("keep_known {shape:?} patch {patch}");
+        if patch == 1 {
+            // A choice between x and y, so exact, bit for bit, on both.
+            let expected: Vec<f32> = (0..len).map(|i| if keep[i % keep.len()] > 0.5 { y[i] } else { x[i] }).collect();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&on_cpu), bits(&expected), "{what} (cpu)");
+            assert_eq!(bits(&on_gpu), bits(&expected), "{what}");
+        } else {
+            // The f32 tile sum of p^2 differences (each below 2) rounds at most p^2 times by an
+            // ulp of at most 2 p^2: under 1e-5 for p <= 7 against f64.
+            let exact = keep_known_reference(shape, patch, &x, &y, &keep);
+            assert_close(&format!("{what} (cpu vs f64)"), &on_cpu, &exact, 0.0, 1e-5);
+            // Same sums in the same order on both; 1 / p^2 is a power of two for p = 2, 4, so
+            // the final x + diff / p^2 is exact even if fused. For p = 7 a fused multiply-add
+            // may round once instead of twice: an ulp of a value below 4.
+            let atol = if patch.is_power_of_two() { 0.0 } else { 5e-7 };
+            assert_close(&what, &on_gpu, &on_cpu, 0.0, atol);
+        }
+    }
+}

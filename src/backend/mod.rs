@@ -83,6 +83,25 @@ pub struct AdamStep {
     pub max_grad_norm: f32,
 }
 
+/// Checks the shapes of [`Backend::keep_known`]'s arguments (both backends) and returns
+/// (height, width).
+pub(crate) fn keep_known_geometry(
+    patch: usize,
+    x: &[usize],
+    y: &[usize],
+    keep: &[usize],
+    out: &[usize],
+) -> (usize, usize) {
+    assert!(x.len() == 4 && y == x && out == x, "keep_known: x {x:?}, y {y:?}, out {out:?} must be one [N, C, H, W]");
+    let (h, w) = (x[2], x[3]);
+    assert!(
+        patch > 0 && h.is_multiple_of(patch) && w.is_multiple_of(patch),
+        "keep_known: patch {patch} does not tile {h}x{w}"
+    );
+    assert!(keep == x || keep == [1, x[1], h, w], "keep_known: keep {keep:?} must be {x:?} or [1, {}, {h}, {w}]", x[1]);
+    (h, w)
+}
+
 pub type BTensor<B> = Tensor<<B as Backend>::Storage>;
 
 pub trait Backend {
@@ -193,6 +212,16 @@ pub trait Backend {
         y: &BTensor<Self>,
         out: &BTensor<Self>,
     );
+    /// The projection of zero-shot editing (`consistency-models.md` section 7, Algorithm 4),
+    /// `x <- A^-1[(A y)(1 - Omega) + (A x) Omega]`, for A an orthonormal transform of each
+    /// `patch` x `patch` tile whose first coordinate is the tile mean and the known coordinates
+    /// `1 - Omega` that mean alone: where `keep > 0.5`, `out = x + (mean_p(y) - mean_p(x))`
+    /// (the tile means summed in row-major order, so both backends agree), elsewhere `out = x`.
+    /// With `patch = 1` (A = identity: inpainting) a kept value is `y` itself, bit for bit.
+    /// x, y, out `[N, C, H, W]` with `patch` dividing H and W; keep is `[N, C, H, W]` (a mask per
+    /// sample) or `[1, C, H, W]` (one mask for every sample), 1 = known, 0 = to generate; a
+    /// tile is meant to be kept or generated as a whole. out must not alias x or y.
+    fn keep_known(&self, patch: usize, x: &BTensor<Self>, y: &BTensor<Self>, keep: &BTensor<Self>, out: &BTensor<Self>);
     /// Sinusoidal features of c `[N]` into out `[N, 2H]`:
     /// `out[n, i] = sin(1000 c[n] 10000^(-i/H))`, `out[n, H + i] = cos(...)`.
     fn sinusoidal_embedding(&self, c: &BTensor<Self>, out: &BTensor<Self>);

@@ -139,3 +139,40 @@ pub fn sinusoidal_embedding(c: &[f32], half: usize, out: &mut [f32]) {
         }
     }
 }
+
+/// x, y, out `[planes, h, w]`; keep read at `i % keep.len()` (per value, or one sample's masks
+/// for every sample). The kernel's arithmetic in the kernel's order: per tile, `sum (y - x)` in f32
+/// row-major, then `x + sum * (1 / p^2)`.
+pub fn keep_known(h: usize, w: usize, patch: usize, x: &[f32], y: &[f32], keep: &[f32], out: &mut [f32]) {
+    assert!(
+        x.len() == out.len() && y.len() == out.len() && patch > 0 && h.is_multiple_of(patch) && w.is_multiple_of(patch)
+    );
+    let plane = h * w;
+    if out.is_empty() {
+        return;
+    }
+    assert!(plane > 0 && out.len().is_multiple_of(plane) && !keep.is_empty() && out.len().is_multiple_of(keep.len()));
+    let inv_area = 1.0 / (patch * patch) as f32;
+    out.par_chunks_mut(plane).enumerate().for_each(|(k, out)| {
+        let start = k * plane;
+        let (x, y) = (&x[start..start + plane], &y[start..start + plane]);
+        for (s, o) in out.iter_mut().enumerate() {
+            let known = keep[(start + s) % keep.len()];
+            // Binary, as in the kernel: NaN is not above one half.
+            *o = if known <= 0.5 || known.is_nan() {
+                x[s]
+            } else if patch == 1 {
+                y[s]
+            } else {
+                let (top, left) = (s / w / patch * patch, s % w / patch * patch);
+                let mut diff = 0.0f32;
+                for r in top..top + patch {
+                    for c in left..left + patch {
+                        diff += y[r * w + c] - x[r * w + c];
+                    }
+                }
+                x[s] + diff * inv_area
+            };
+        }
+    });
+}

@@ -217,6 +217,10 @@ impl Backend for CpuBackend {
     fn sinusoidal_embedding(&self, c: &CpuTensor, out: &CpuTensor) {
         elementwise::sinusoidal_embedding(&data(c), out.dim(1) / 2, &mut data_mut(out))
     }
+    fn keep_known(&self, patch: usize, x: &CpuTensor, y: &CpuTensor, keep: &CpuTensor, out: &CpuTensor) {
+        let (h, w) = super::keep_known_geometry(patch, &x.shape, &y.shape, &keep.shape, &out.shape);
+        elementwise::keep_known(h, w, patch, &data(x), &data(y), &data(keep), &mut data_mut(out))
+    }
 
     fn loss(
         &self,

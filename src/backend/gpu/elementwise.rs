@@ -1,5 +1,5 @@
 //! Elementwise kernels and data movement: SiLU, upsampling, channel copies, broadcast adds,
-//! per-sample scale-and-add, the sinusoidal time embedding.
+//! per-sample scale-and-add, the sinusoidal time embedding, the projection of zero-shot editing.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -54,6 +54,17 @@ struct Sinusoidal {
     len: u32,
     /// H: features per function (out is `[N, 2H]`).
     half: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct KeepKnown {
+    len: u32,
+    height: u32,
+    width: u32,
+    tile: u32,
+    keep_len: u32,
+    inv_area: f32,
 }
 
 /// Index math in the kernels is u32.
@@ -178,4 +189,20 @@ pub fn sinusoidal_embedding(be: &GpuBackend, c: &GpuTensor, out: &GpuTensor) {
     );
     let params = Sinusoidal { len: u32_len(out.len(), "sinusoidal_embedding"), half: (out.dim(1) / 2) as u32 };
     be.dispatch(&kernel!("sinusoidal_embedding"), &params, &[c, out], grid(out.len(), WORKGROUP));
+}
+
+pub fn keep_known(be: &GpuBackend, patch: usize, x: &GpuTensor, y: &GpuTensor, keep: &GpuTensor, out: &GpuTensor) {
+    let (h, w) = super::super::keep_known_geometry(patch, &x.shape, &y.shape, &keep.shape, &out.shape);
+    if out.is_empty() {
+        return;
+    }
+    let params = KeepKnown {
+        len: u32_len(out.len(), "keep_known"),
+        height: h as u32,
+        width: w as u32,
+        tile: patch as u32,
+        keep_len: keep.len() as u32,
+        inv_area: 1.0 / (patch * patch) as f32,
+    };
+    be.dispatch(&kernel!("keep_known"), &params, &[x, y, keep, out], grid(out.len(), WORKGROUP));
 }

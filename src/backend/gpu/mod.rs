@@ -271,6 +271,9 @@ impl Backend for GpuBackend {
     fn sinusoidal_embedding(&self, c: &GpuTensor, out: &GpuTensor) {
         elementwise::sinusoidal_embedding(self, c, out)
     }
+    fn keep_known(&self, patch: usize, x: &GpuTensor, y: &GpuTensor, keep: &GpuTensor, out: &GpuTensor) {
+        elementwise::keep_known(self, patch, x, y, keep, out)
+    }
 
     fn loss(
         &self,
