@@ -1,26 +1,56 @@
 //! The browser binding (wasm-bindgen): the only module that touches web-sys.
 //!
-//! The page (`www/index.html`) loads the module through Trunk's generated loader, which runs
+//! The page (`www/app.js`) loads the module through Trunk's generated loader, which runs
 //! [`start`] and then exposes the exports below to the page's script as `window.wasmBindings`.
+//!
+//! [`Studio`] is the page's whole engine: one backend (WebGPU, or the CPU backend compiled to
+//! wasm when WebGPU is missing) holding a run (a checkpoint), training it a chunk at a time,
+//! sampling and editing with its EMA weights, and handing back its bytes for autosave and
+//! download. Every long call returns a Promise and yields to the browser while the GPU works,
+//! so the tab stays responsive.
 
-use serde::Serialize;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
 
 use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::GpuBackend;
+use crate::backend::RandomKey;
+use crate::backend::{BTensor, Backend};
+use crate::checkpoint::{self, Checkpoint};
+use crate::data::mnist::Mnist;
+use crate::eval::Evaluator;
 use crate::gpu::context::AdapterSummary;
 use crate::gpu::GpuContext;
-use crate::selftest;
-use crate::Error;
+use crate::model::ConsistencyModel;
+use crate::nn::Widths;
+use crate::train::{LossKind, Recipe, RecipeKind, Trainer};
+use crate::{edit, image, sample, selftest, Error};
+
+/// Where WebGPU works, for every message about its absence.
+const WHERE_WEBGPU_WORKS: &str = "WebGPU works in Chrome or Edge 113+ on Windows, macOS and ChromeOS (on Linux \
+     and Android in recent versions on supported GPUs, or with chrome://flags/#enable-unsafe-webgpu), Safari 26+, \
+     and Firefox 141+ on Windows (elsewhere with dom.webgpu.enabled in about:config), on a page served over https \
+     or from localhost.";
 
 /// What a person sees when the browser has no WebGPU at all.
-const NO_WEBGPU: &str = "This page needs WebGPU: Chrome/Edge 113+, or Firefox/Safari with WebGPU enabled \
-     (and a page served over https or from localhost). This browser has no navigator.gpu.";
+const NO_WEBGPU: &str = "This browser has no WebGPU (navigator.gpu is missing).";
+
+/// What a person sees when WebGPU is there but gives no adapter.
+const NO_ADAPTER: &str = "WebGPU is present, but the browser offers no adapter: the GPU may be blocklisted \
+     (see chrome://gpu) or WebGPU turned off for it in the browser's settings.";
 
 /// Runs once, when the module is instantiated: panics go to the console with a stack trace.
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
+}
+
+fn js_error(e: impl std::fmt::Display) -> JsValue {
+    js_sys::Error::new(&e.to_string()).into()
 }
 
 /// The adapter as the page sees it: `{ name, backend, device_type, driver, is_fallback }`.
@@ -55,27 +85,18 @@ fn has_navigator_gpu() -> bool {
         .is_some_and(|gpu| !gpu.is_undefined() && !gpu.is_null())
 }
 
-/// Opens the GPU device and describes its adapter; rejects with a message a person can act on
-/// (an `Error` object) when WebGPU is missing or no adapter or device can be had.
-#[wasm_bindgen]
-pub async fn engine_info() -> Result<JsValue, JsValue> {
+/// Opens the GPU device, or says what a person can do about it.
+async fn open_gpu() -> Result<GpuContext, JsValue> {
     if !has_navigator_gpu() {
-        return Err(js_sys::Error::new(NO_WEBGPU).into());
+        return Err(js_error(format!("{NO_WEBGPU} {WHERE_WEBGPU_WORKS}")));
     }
-    let context = GpuContext::new().await.map_err(|e| {
-        let message = match e {
-            Error::NoAdapter(detail) => {
-                web_sys::console::warn_1(&JsValue::from_str(&format!("requestAdapter: {detail}")));
-                "WebGPU is present, but the browser offers no adapter: the GPU may be blocklisted \
-                 (see chrome://gpu) or WebGPU turned off for it in the browser's settings."
-                    .to_string()
-            }
-            other => other.to_string(),
-        };
-        JsValue::from(js_sys::Error::new(&message))
-    })?;
-    let info = EngineInfo::from(context.adapter.clone());
-    serde_wasm_bindgen::to_value(&info).map_err(JsValue::from)
+    GpuContext::new().await.map_err(|e| match e {
+        Error::NoAdapter(detail) => {
+            web_sys::console::warn_1(&JsValue::from_str(&format!("requestAdapter: {detail}")));
+            js_error(format!("{NO_ADAPTER} {WHERE_WEBGPU_WORKS}"))
+        }
+        other => js_error(other),
+    })
 }
 
 /// One line of the engine self-check, as the page sees it.
@@ -91,15 +112,455 @@ struct CheckResult {
 /// compiled to wasm. Resolves to `[{ name, error, tolerance, passed }]`.
 #[wasm_bindgen]
 pub async fn engine_selftest() -> Result<JsValue, JsValue> {
-    if !has_navigator_gpu() {
-        return Err(js_sys::Error::new(NO_WEBGPU).into());
-    }
-    let to_js = |e: Error| JsValue::from(js_sys::Error::new(&e.to_string()));
-    let gpu = GpuBackend::new(GpuContext::new().await.map_err(to_js)?);
-    let checks = selftest::run(&gpu, &CpuBackend::new()).await.map_err(to_js)?;
+    let gpu = GpuBackend::new(open_gpu().await?);
+    let checks = selftest::run(&gpu, &CpuBackend::new()).await.map_err(js_error)?;
     let results: Vec<CheckResult> = checks
         .iter()
         .map(|c| CheckResult { name: c.name.clone(), error: c.error, tolerance: c.tolerance, passed: c.passed() })
         .collect();
     serde_wasm_bindgen::to_value(&results).map_err(JsValue::from)
+}
+
+/// The digits the project's MNIST classifier (`eval`, shipped weights, CPU backend) reads in
+/// `gray` (28x28 gray levels one after another): a `Uint8Array` of classes 0-9.
+#[wasm_bindgen]
+pub async fn classify_digits(gray: Vec<u8>) -> Result<Vec<u8>, JsValue> {
+    let be = CpuBackend::new();
+    let evaluator = Evaluator::shipped(&be).map_err(js_error)?;
+    Ok(evaluator.classify_host(&be, &to_model_range(&gray)).await.map_err(js_error)?.classes)
+}
+
+/// A run's knobs as the page's controls give them (see [`Recipe`]).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Settings {
+    /// "tiny", "small", "base" or "C0,C1,C2".
+    widths: String,
+    /// "improved" or "original".
+    recipe: String,
+    /// "l2", "l1", "pseudo-huber", or absent for the recipe's own.
+    loss: Option<String>,
+    total_steps: u32,
+    batch: usize,
+    lr: f32,
+    seed: u64,
+}
+
+impl Settings {
+    fn recipe(&self) -> crate::Result<Recipe> {
+        let kind = match self.recipe.as_str() {
+            "improved" => RecipeKind::Improved,
+            "original" => RecipeKind::Original,
+            other => return Err(Error::Invalid(format!("unknown recipe '{other}': improved or original"))),
+        };
+        let loss = match self.loss.as_deref() {
+            None | Some("") => None,
+            Some("l2") => Some(LossKind::L2),
+            Some("l1") => Some(LossKind::L1),
+            Some("pseudo-huber") => Some(LossKind::PseudoHuber),
+            Some(other) => return Err(Error::Invalid(format!("unknown loss '{other}': l2, l1 or pseudo-huber"))),
+        };
+        Ok(Recipe {
+            kind,
+            total_steps: self.total_steps,
+            loss,
+            s0: None,
+            s1: None,
+            batch: self.batch,
+            lr: self.lr,
+            seed: self.seed,
+        })
+    }
+}
+
+/// Where the run stands, for the page's read-outs.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    backend: String,
+    step: u32,
+    total_steps: u32,
+    widths: [usize; 3],
+    parameters: usize,
+    recipe: String,
+    loss: &'static str,
+    batch: usize,
+    /// N(k): grid points of the current discretization.
+    discretization: usize,
+    /// mu(k): the target network's EMA decay.
+    mu: f64,
+    /// Whether MNIST is loaded (training needs it).
+    has_data: bool,
+}
+
+/// A run on one backend: the last good state on the host, and, while training, the trainer
+/// that holds the live state on the device.
+struct Session<B: Backend> {
+    be: B,
+    /// The run as last loaded, started or read back: what a failure falls back to.
+    saved: Checkpoint,
+    model: ConsistencyModel,
+    /// `saved`'s EMA weights on the device, for sampling when no trainer is live.
+    weights: Option<BTensor<B>>,
+    trainer: Option<Trainer<B>>,
+    /// MNIST's training digits (u8, 28x28 each).
+    images: Option<Vec<u8>>,
+}
+
+impl<B: Backend> Session<B> {
+    fn new(be: B, saved: Checkpoint) -> Self {
+        Session { model: ConsistencyModel::new(saved.widths), be, saved, weights: None, trainer: None, images: None }
+    }
+
+    /// Replaces the run (a loaded file or a fresh start); the training digits stay.
+    fn replace(&mut self, saved: Checkpoint) {
+        self.model = ConsistencyModel::new(saved.widths);
+        self.saved = saved;
+        self.weights = None;
+        self.trainer = None;
+    }
+
+    fn status(&self) -> Status {
+        let (config, step) = match &self.trainer {
+            Some(t) => (&t.config, t.step),
+            None => (&self.saved.config, self.saved.step),
+        };
+        Status {
+            backend: self.be.name(),
+            step,
+            total_steps: config.schedule.total_steps,
+            widths: self.saved.widths.0,
+            parameters: self.model.net.layout.len,
+            recipe: config.describe(),
+            loss: checkpoint::metric_name(config.metric),
+            batch: config.batch,
+            discretization: config.schedule.discretization(step),
+            mu: config.schedule.target_ema(step),
+            has_data: self.images.is_some(),
+        }
+    }
+
+    /// `steps` more steps; on any failure (a non-finite loss, a lost device) the live state is
+    /// dropped and the run is back at its last good state, which the message names.
+    async fn train(&mut self, steps: u32) -> crate::Result<f32> {
+        if self.trainer.is_none() {
+            let images = self.images.as_ref().ok_or_else(|| Error::Invalid("MNIST is not loaded yet".into()))?;
+            self.trainer = Some(Trainer::resume(&self.be, &self.saved, images));
+        }
+        let trainer = self.trainer.as_mut().expect("set above");
+        match trainer.run(&self.be, steps).await {
+            Ok(loss) => Ok(loss),
+            Err(e) => {
+                self.trainer = None;
+                self.weights = None;
+                Err(Error::Invalid(format!(
+                    "{e}. Training stopped; the weights are back at step {}, the last good state.",
+                    self.saved.step
+                )))
+            }
+        }
+    }
+
+    /// Reads the live state back (it becomes the last good state) and returns the file bytes.
+    async fn snapshot(&mut self) -> crate::Result<Vec<u8>> {
+        if let Some(trainer) = &self.trainer {
+            let state = trainer.checkpoint(&self.be).await?;
+            if state.states.iter().flatten().any(|v| !v.is_finite()) {
+                return Err(Error::Invalid(format!(
+                    "the weights at step {} are not finite; keeping step {}",
+                    state.step, self.saved.step
+                )));
+            }
+            self.saved = state;
+        }
+        self.saved.to_bytes()
+    }
+
+    /// The sampling weights: the live EMA while training, else the last good state's.
+    fn sampling_weights(&mut self) -> &BTensor<B> {
+        match &self.trainer {
+            Some(trainer) => &trainer.ema,
+            None => {
+                let ema = self.saved.ema();
+                self.weights.get_or_insert_with(|| self.be.upload(ema, &[ema.len()]))
+            }
+        }
+    }
+
+    async fn sample(&mut self, count: usize, seed: u64, time_points: &[f64]) -> crate::Result<Vec<u8>> {
+        let params = self.sampling_weights().clone();
+        let x = sample::sample(&self.be, &self.model, &params, count, time_points, seed)?;
+        Ok(image::to_gray(&self.be.read(&x).await?))
+    }
+}
+
+/// Pixels of a digit.
+const PIXELS: usize = image::SIDE * image::SIDE;
+
+/// Gray levels (0-255) to the model's [-1, 1].
+fn to_model_range(gray: &[u8]) -> Vec<f32> {
+    gray.iter().map(|&g| g as f32 / 127.5 - 1.0).collect()
+}
+
+/// Checks that `gray` is whole 28x28 digits and returns how many.
+fn digit_count(what: &str, gray: &[u8]) -> crate::Result<usize> {
+    if gray.is_empty() || !gray.len().is_multiple_of(PIXELS) {
+        return Err(Error::Invalid(format!("{what}: {} gray levels are not whole 28x28 digits", gray.len())));
+    }
+    Ok(gray.len() / PIXELS)
+}
+
+/// Each `factor` x `factor` tile of 28x28 digits replaced by its mean: the low-resolution digit
+/// (`[N, 28 / factor, 28 / factor]`) and its nearest-neighbour upsampling, for display.
+fn tile_means(digits: &[f32], factor: usize) -> (Vec<f32>, Vec<f32>) {
+    let side = image::SIDE / factor;
+    let mut low = vec![0.0; digits.len() / (factor * factor)];
+    let mut shown = vec![0.0; digits.len()];
+    for (n, digit) in digits.chunks_exact(PIXELS).enumerate() {
+        for (i, v) in digit.iter().enumerate() {
+            let (y, x) = (i / image::SIDE, i % image::SIDE);
+            low[n * side * side + (y / factor) * side + x / factor] += v / (factor * factor) as f32;
+        }
+        for (i, v) in shown[n * PIXELS..(n + 1) * PIXELS].iter_mut().enumerate() {
+            let (y, x) = (i / image::SIDE, i % image::SIDE);
+            *v = low[n * side * side + (y / factor) * side + x / factor];
+        }
+    }
+    (low, shown)
+}
+
+/// The edits of section 7 on the session's sampling weights. Each returns what the model was
+/// given (for display) followed by the result, as gray levels.
+impl<B: Backend> Session<B> {
+    fn upload_digits(&self, what: &str, gray: &[u8]) -> crate::Result<BTensor<B>> {
+        let n = digit_count(what, gray)?;
+        Ok(self.be.upload(&to_model_range(gray), &[n, 1, image::SIDE, image::SIDE]))
+    }
+
+    async fn given_and_result(&self, given: &[u8], result: &BTensor<B>) -> crate::Result<Vec<u8>> {
+        let mut out = given.to_vec();
+        out.extend(image::to_gray(&self.be.read(result).await?));
+        Ok(out)
+    }
+
+    async fn inpaint(&mut self, gray: &[u8], keep: &[u8], seed: u64) -> crate::Result<Vec<u8>> {
+        let y = self.upload_digits("digits", gray)?;
+        let n = digit_count("keep mask", keep)?;
+        let keep_mask: Vec<f32> = keep.iter().map(|&k| if k > 0 { 1.0 } else { 0.0 }).collect();
+        let keep_tensor = self.be.upload(&keep_mask, &[n, 1, image::SIDE, image::SIDE]);
+        let params = self.sampling_weights().clone();
+        let x = edit::inpaint(&self.be, &self.model, &params, &y, &keep_tensor, edit::INPAINT_TIME_POINTS, seed)?;
+        self.given_and_result(gray, &x).await
+    }
+
+    async fn super_resolve(&mut self, gray: &[u8], factor: usize, seed: u64) -> crate::Result<Vec<u8>> {
+        let n = digit_count("digits", gray)?;
+        if factor != 2 && factor != 4 {
+            return Err(Error::Invalid(format!("super-resolution is from 14x14 (factor 2) or 7x7 (4), not {factor}")));
+        }
+        let (low, shown) = tile_means(&to_model_range(gray), factor);
+        let side = image::SIDE / factor;
+        let low = self.be.upload(&low, &[n, 1, side, side]);
+        let params = self.sampling_weights().clone();
+        let x = edit::super_resolve(&self.be, &self.model, &params, &low, edit::SUPER_RESOLVE_TIME_POINTS, seed)?;
+        self.given_and_result(&image::to_gray(&shown), &x).await
+    }
+
+    /// Noises the digits to `sigma` (`y = x + sigma z`, z from the seed) and denoises them.
+    async fn denoise(&mut self, gray: &[u8], sigma: f64, seed: u64) -> crate::Result<Vec<u8>> {
+        let x = self.upload_digits("digits", gray)?;
+        let n = x.dim(0);
+        let z = self.be.empty(&x.shape);
+        self.be.random_normal(RandomKey { seed, step: 0, stream: 0 }, &z);
+        let noisy = self.be.empty(&x.shape);
+        let per_sample = |v: f32| self.be.upload(&vec![v; n], &[n]);
+        self.be.scale_add(&per_sample(1.0), &x, &per_sample(sigma as f32), &z, &noisy);
+        let params = self.sampling_weights().clone();
+        let out = edit::denoise(&self.be, &self.model, &params, &noisy, sigma)?;
+        let given = image::to_gray(&self.be.read(&noisy).await?);
+        self.given_and_result(&given, &out).await
+    }
+
+    async fn sdedit(&mut self, gray: &[u8], t_start: f64, seed: u64) -> crate::Result<Vec<u8>> {
+        let strokes = self.upload_digits("strokes", gray)?;
+        let later: Vec<f64> = edit::SDEDIT_TIME_POINTS.iter().copied().filter(|&t| t < t_start).collect();
+        let params = self.sampling_weights().clone();
+        let x = edit::sdedit(&self.be, &self.model, &params, &strokes, t_start, &later, seed)?;
+        self.given_and_result(gray, &x).await
+    }
+
+    async fn interpolate(&mut self, seed_a: u64, seed_b: u64, count: usize) -> crate::Result<Vec<u8>> {
+        let alphas: Vec<f64> = (0..count).map(|i| i as f64 / (count.max(2) - 1) as f64).collect();
+        let params = self.sampling_weights().clone();
+        let x = edit::interpolate(&self.be, &self.model, &params, seed_a, seed_b, &alphas)?;
+        Ok(image::to_gray(&self.be.read(&x).await?))
+    }
+}
+
+/// The session on whichever backend the page got.
+enum Engine {
+    Gpu(Session<GpuBackend>),
+    Cpu(Session<CpuBackend>),
+}
+
+/// Runs `$body` with `$s` bound to the session, whatever its backend.
+macro_rules! with_session {
+    ($engine:expr, $s:ident => $body:expr) => {
+        match $engine {
+            Engine::Gpu($s) => $body,
+            Engine::Cpu($s) => $body,
+        }
+    };
+}
+
+/// The page's engine. Calls are meant one at a time (the page queues them); a call made while
+/// another is still running is refused with a "busy" error rather than interleaved.
+#[wasm_bindgen]
+pub struct Studio {
+    engine: Rc<RefCell<Engine>>,
+}
+
+/// Runs an async call on the engine as a Promise: Rust futures handed to JS must own what they
+/// use, so the call holds the engine (an `Rc`) until it settles.
+fn on_engine<T, F, Fut>(engine: &Rc<RefCell<Engine>>, call: F) -> js_sys::Promise
+where
+    T: Into<JsValue>,
+    F: FnOnce(Rc<RefCell<Engine>>) -> Fut + 'static,
+    Fut: std::future::Future<Output = Result<T, JsValue>> + 'static,
+{
+    let engine = engine.clone();
+    future_to_promise(async move { call(engine).await.map(Into::into) })
+}
+
+/// The engine for the duration of one call, or the "busy" error.
+fn claim(engine: &RefCell<Engine>) -> Result<std::cell::RefMut<'_, Engine>, JsValue> {
+    engine.try_borrow_mut().map_err(|_| js_error("the engine is busy with another call"))
+}
+
+/// The Promise of one async session call that yields bytes (resolving to a `Uint8Array`).
+macro_rules! bytes_call {
+    ($studio:ident, $s:ident => $call:expr) => {
+        on_engine(&$studio.engine, move |engine| async move {
+            #[allow(clippy::await_holding_refcell_ref, reason = "the RefCell is the engine's lock")]
+            let mut engine = claim(&engine)?;
+            let bytes = with_session!(&mut *engine, $s => $call.await).map_err(js_error)?;
+            Ok(js_sys::Uint8Array::from(&bytes[..]))
+        })
+    };
+}
+
+#[wasm_bindgen]
+impl Studio {
+    /// Opens the engine on WebGPU (or, with `cpu`, on the CPU backend) with the run in
+    /// `checkpoint` (safetensors bytes). Rejects with a message a person can act on.
+    pub async fn open(cpu: bool, checkpoint: Vec<u8>) -> Result<Studio, JsValue> {
+        let saved = Checkpoint::from_bytes(&checkpoint).map_err(js_error)?;
+        let engine = if cpu {
+            Engine::Cpu(Session::new(CpuBackend::new(), saved))
+        } else {
+            Engine::Gpu(Session::new(GpuBackend::new(open_gpu().await?), saved))
+        };
+        Ok(Studio { engine: Rc::new(RefCell::new(engine)) })
+    }
+
+    /// The WebGPU adapter: `{ name, backend, device_type, driver, is_fallback }`, or null on
+    /// the CPU backend.
+    pub fn adapter(&self) -> Result<JsValue, JsValue> {
+        let engine = claim(&self.engine)?;
+        match &*engine {
+            Engine::Gpu(s) => {
+                serde_wasm_bindgen::to_value(&EngineInfo::from(s.be.context().adapter.clone())).map_err(JsValue::from)
+            }
+            Engine::Cpu(_) => Ok(JsValue::NULL),
+        }
+    }
+
+    /// Where the run stands: step, K, widths, parameter count, recipe, loss, batch, N(k), mu(k).
+    pub fn status(&self) -> Result<JsValue, JsValue> {
+        let engine = claim(&self.engine)?;
+        let status = with_session!(&*engine, s => s.status());
+        serde_wasm_bindgen::to_value(&status).map_err(JsValue::from)
+    }
+
+    /// Replaces the run with the checkpoint in `bytes` (checked; on error nothing changes).
+    pub fn load(&self, bytes: &[u8]) -> Result<(), JsValue> {
+        let saved = Checkpoint::from_bytes(bytes).map_err(js_error)?;
+        let mut engine = claim(&self.engine)?;
+        with_session!(&mut *engine, s => s.replace(saved));
+        Ok(())
+    }
+
+    /// Starts a new run at step 0 from the page's settings
+    /// `{ widths, recipe, loss?, totalSteps, batch, lr, seed }`.
+    pub fn restart(&self, settings: JsValue) -> Result<(), JsValue> {
+        let settings: Settings = serde_wasm_bindgen::from_value(settings).map_err(JsValue::from)?;
+        let widths = Widths::parse(&settings.widths).map_err(js_error)?;
+        let config = settings.recipe().and_then(|r| r.config()).map_err(js_error)?;
+        let mut engine = claim(&self.engine)?;
+        with_session!(&mut *engine, s => s.replace(Checkpoint::start(widths, config)));
+        Ok(())
+    }
+
+    /// Gives the engine MNIST's training set: the bytes of the images and labels IDX files
+    /// (plain or gzipped), checked.
+    pub fn set_training_data(&self, images: &[u8], labels: &[u8]) -> Result<u32, JsValue> {
+        let mnist = Mnist::from_idx_bytes(images, labels).map_err(js_error)?;
+        let mut engine = claim(&self.engine)?;
+        with_session!(&mut *engine, s => s.images = Some(mnist.images));
+        Ok(mnist.count as u32)
+    }
+
+    /// Takes `steps` training steps in one submission; resolves to their mean loss. On a
+    /// non-finite loss or a GPU failure it rejects, and the run is back at its last good state.
+    pub fn train(&self, steps: u32) -> js_sys::Promise {
+        on_engine(&self.engine, move |engine| async move {
+            #[allow(clippy::await_holding_refcell_ref, reason = "the RefCell is the engine's lock")]
+            let mut engine = claim(&engine)?;
+            with_session!(&mut *engine, s => s.train(steps).await).map_err(js_error)
+        })
+    }
+
+    /// Reads the whole state back (it becomes the last good state a failure returns to) and
+    /// resolves to the checkpoint file's bytes (a `Uint8Array`).
+    pub fn snapshot(&self) -> js_sys::Promise {
+        bytes_call!(self, s => s.snapshot())
+    }
+
+    /// `count` samples from the EMA weights, one step from T then one more step per entry of
+    /// `time_points` (descending, in (eps, T)); resolves to their 28x28 gray levels (a
+    /// `Uint8Array` of `count * 784`). The same seed gives the same digits on every backend.
+    pub fn sample(&self, count: u32, seed: u32, time_points: Vec<f64>) -> js_sys::Promise {
+        bytes_call!(self, s => s.sample(count as usize, seed as u64, &time_points))
+    }
+
+    /// Inpainting (Algorithm 4, A = identity): `gray` digits (28x28 gray levels each) redone
+    /// where `keep` (one byte per pixel) is 0 and kept bit for bit where it is 1. Resolves to
+    /// the given digits followed by the results.
+    pub fn inpaint(&self, gray: Vec<u8>, keep: Vec<u8>, seed: u32) -> js_sys::Promise {
+        bytes_call!(self, s => s.inpaint(&gray, &keep, seed as u64))
+    }
+
+    /// Super-resolution (Algorithm 4 with per-tile means): each digit averaged to 14x14
+    /// (`factor` 2) or 7x7 (4), then detail generated that keeps those means. Resolves to the
+    /// low-resolution digits (upsampled) followed by the results.
+    pub fn super_resolve(&self, gray: Vec<u8>, factor: u32, seed: u32) -> js_sys::Promise {
+        bytes_call!(self, s => s.super_resolve(&gray, factor as usize, seed as u64))
+    }
+
+    /// Denoising: each digit noised to `sigma` (in [eps, T]) and mapped back by one evaluation.
+    /// Resolves to the noisy digits followed by the results.
+    pub fn denoise(&self, gray: Vec<u8>, sigma: f64, seed: u32) -> js_sys::Promise {
+        bytes_call!(self, s => s.denoise(&gray, sigma, seed as u64))
+    }
+
+    /// SDEdit: rough strokes noised to `t_start`, then mapped to digits. Resolves to the
+    /// strokes followed by the results.
+    pub fn sdedit(&self, gray: Vec<u8>, t_start: f64, seed: u32) -> js_sys::Promise {
+        bytes_call!(self, s => s.sdedit(&gray, t_start, seed as u64))
+    }
+
+    /// `count` digits along the spherical interpolation between the noises of two seeds.
+    pub fn interpolate(&self, seed_a: u32, seed_b: u32, count: u32) -> js_sys::Promise {
+        bytes_call!(self, s => s.interpolate(seed_a as u64, seed_b as u64, count as usize))
+    }
 }

@@ -72,3 +72,26 @@ fn a_short_tiny_run_lowers_the_loss() {
     let (first, last) = (mean(&losses[..40]), mean(&losses[160..]));
     assert!(last < 0.7 * first, "mean loss went from {first} (first 40 steps) to {last} (last 40)");
 }
+
+#[test]
+fn run_reads_the_mean_loss_of_a_chunk_and_refuses_a_non_finite_one() {
+    let images: Vec<u8> = random_vec(10 * 784, 5).iter().map(|v| ((v + 1.0) * 127.5) as u8).collect();
+    let be = cpu();
+    let config = config(CtKind::Original { s0: 2, s1: 150, mu0: 0.9 }, Metric::L2, 2);
+    let model = || ConsistencyModel::new(Widths::TINY);
+    let init = model().net.layout.init(config.seed);
+
+    // The chunk's mean equals the mean of the same steps taken one at a time.
+    let mut one_by_one = Trainer::new(&be, model(), config.clone(), &init, &images);
+    let losses: Vec<f32> = (0..3).map(|_| read(&be, &one_by_one.step(&be))[0]).collect();
+    let mut chunked = Trainer::new(&be, model(), config.clone(), &init, &images);
+    let mean = pollster::block_on(chunked.run(&be, 3)).expect("finite loss");
+    assert_eq!(chunked.step, 3);
+    assert_close("chunk mean", &[mean], &[losses.iter().sum::<f32>() / 3.0], 1e-6, 0.0);
+
+    // Weights blown up to infinity give a non-finite loss: an error that says so.
+    let blown = vec![f32::MAX; init.len()];
+    let mut broken = Trainer::new(&be, model(), config, &blown, &images);
+    let error = pollster::block_on(broken.run(&be, 2)).expect_err("the loss is not finite");
+    assert!(error.to_string().contains("the loss became"), "{error}");
+}

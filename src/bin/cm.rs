@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use consistency::backend::cpu::CpuBackend;
 use consistency::backend::gpu::GpuBackend;
 use consistency::backend::Backend;
-use consistency::checkpoint::{self, Checkpoint};
+use consistency::checkpoint::Checkpoint;
 use consistency::data::mnist::{Mnist, Split};
 use consistency::model::ConsistencyModel;
 use consistency::nn::{UNet, Widths};
@@ -553,7 +553,7 @@ fn eval<B: Backend>(be: &B, args: &EvalArgs) -> consistency::Result<()> {
     let saved = load_checkpoint(path)?;
     let model = ConsistencyModel::new(saved.widths);
     let params = be.upload(saved.ema(), &[saved.ema().len()]);
-    println!("{}: step {}, {}", path.display(), saved.step, describe(&saved.config, saved.widths));
+    println!("{}: step {}, {}", path.display(), saved.step, format!("{:?} {}", saved.widths, saved.config.describe()));
     let mut row = Vec::new();
     for (label, time_points) in [("1-step", vec![]), ("2-step", vec![args.mid])] {
         let started = Instant::now();
