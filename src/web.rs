@@ -399,16 +399,22 @@ impl<B: Backend> Session<B> {
 
 /// The session on whichever backend the page got.
 enum Engine {
-    Gpu(Session<GpuBackend>),
-    Cpu(Session<CpuBackend>),
+    Gpu(Box<Session<GpuBackend>>),
+    Cpu(Box<Session<CpuBackend>>),
 }
 
 /// Runs `$body` with `$s` bound to the session, whatever its backend.
 macro_rules! with_session {
     ($engine:expr, $s:ident => $body:expr) => {
         match $engine {
-            Engine::Gpu($s) => $body,
-            Engine::Cpu($s) => $body,
+            Engine::Gpu($s) => {
+                let $s = &mut **$s;
+                $body
+            }
+            Engine::Cpu($s) => {
+                let $s = &mut **$s;
+                $body
+            }
         }
     };
 }
@@ -417,32 +423,60 @@ macro_rules! with_session {
 /// another is still running is refused with a "busy" error rather than interleaved.
 #[wasm_bindgen]
 pub struct Studio {
-    engine: Rc<RefCell<Engine>>,
+    slot: Slot,
 }
 
-/// Runs an async call on the engine as a Promise: Rust futures handed to JS must own what they
-/// use, so the call holds the engine (an `Rc`) until it settles.
-fn on_engine<T, F, Fut>(engine: &Rc<RefCell<Engine>>, call: F) -> js_sys::Promise
-where
-    T: Into<JsValue>,
-    F: FnOnce(Rc<RefCell<Engine>>) -> Fut + 'static,
-    Fut: std::future::Future<Output = Result<T, JsValue>> + 'static,
-{
-    let engine = engine.clone();
-    future_to_promise(async move { call(engine).await.map(Into::into) })
+/// Where the engine rests between calls: a call takes it out and puts it back when done, so an
+/// async call owns it across its awaits and an overlapping call finds the slot empty.
+type Slot = Rc<RefCell<Option<Engine>>>;
+
+/// The engine taken out of its slot for one call; dropping it puts it back.
+struct Claimed {
+    slot: Slot,
+    engine: Option<Engine>,
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        *self.slot.borrow_mut() = self.engine.take();
+    }
+}
+
+impl std::ops::Deref for Claimed {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        self.engine.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Claimed {
+    fn deref_mut(&mut self) -> &mut Engine {
+        self.engine.as_mut().expect("held until dropped")
+    }
 }
 
 /// The engine for the duration of one call, or the "busy" error.
-fn claim(engine: &RefCell<Engine>) -> Result<std::cell::RefMut<'_, Engine>, JsValue> {
-    engine.try_borrow_mut().map_err(|_| js_error("the engine is busy with another call"))
+fn claim(slot: &Slot) -> Result<Claimed, JsValue> {
+    let engine = slot.borrow_mut().take().ok_or_else(|| js_error("the engine is busy with another call"))?;
+    Ok(Claimed { slot: slot.clone(), engine: Some(engine) })
+}
+
+/// Runs an async call on the engine as a Promise: Rust futures handed to JS must own what they
+/// use, so the call holds the engine until it settles.
+fn on_engine<T, F, Fut>(slot: &Slot, call: F) -> js_sys::Promise
+where
+    T: Into<JsValue>,
+    F: FnOnce(Claimed) -> Fut + 'static,
+    Fut: std::future::Future<Output = Result<T, JsValue>> + 'static,
+{
+    let claimed = claim(slot);
+    future_to_promise(async move { call(claimed?).await.map(Into::into) })
 }
 
 /// The Promise of one async session call that yields bytes (resolving to a `Uint8Array`).
 macro_rules! bytes_call {
     ($studio:ident, $s:ident => $call:expr) => {
-        on_engine(&$studio.engine, move |engine| async move {
-            #[allow(clippy::await_holding_refcell_ref, reason = "the RefCell is the engine's lock")]
-            let mut engine = claim(&engine)?;
+        on_engine(&$studio.slot, move |mut engine| async move {
             let bytes = with_session!(&mut *engine, $s => $call.await).map_err(js_error)?;
             Ok(js_sys::Uint8Array::from(&bytes[..]))
         })
@@ -456,17 +490,17 @@ impl Studio {
     pub async fn open(cpu: bool, checkpoint: Vec<u8>) -> Result<Studio, JsValue> {
         let saved = Checkpoint::from_bytes(&checkpoint).map_err(js_error)?;
         let engine = if cpu {
-            Engine::Cpu(Session::new(CpuBackend::new(), saved))
+            Engine::Cpu(Box::new(Session::new(CpuBackend::new(), saved)))
         } else {
-            Engine::Gpu(Session::new(GpuBackend::new(open_gpu().await?), saved))
+            Engine::Gpu(Box::new(Session::new(GpuBackend::new(open_gpu().await?), saved)))
         };
-        Ok(Studio { engine: Rc::new(RefCell::new(engine)) })
+        Ok(Studio { slot: Rc::new(RefCell::new(Some(engine))) })
     }
 
     /// The WebGPU adapter: `{ name, backend, device_type, driver, is_fallback }`, or null on
     /// the CPU backend.
     pub fn adapter(&self) -> Result<JsValue, JsValue> {
-        let engine = claim(&self.engine)?;
+        let engine = claim(&self.slot)?;
         match &*engine {
             Engine::Gpu(s) => {
                 serde_wasm_bindgen::to_value(&EngineInfo::from(s.be.context().adapter.clone())).map_err(JsValue::from)
@@ -477,15 +511,15 @@ impl Studio {
 
     /// Where the run stands: step, K, widths, parameter count, recipe, loss, batch, N(k), mu(k).
     pub fn status(&self) -> Result<JsValue, JsValue> {
-        let engine = claim(&self.engine)?;
-        let status = with_session!(&*engine, s => s.status());
+        let mut engine = claim(&self.slot)?;
+        let status = with_session!(&mut *engine, s => s.status());
         serde_wasm_bindgen::to_value(&status).map_err(JsValue::from)
     }
 
     /// Replaces the run with the checkpoint in `bytes` (checked; on error nothing changes).
     pub fn load(&self, bytes: &[u8]) -> Result<(), JsValue> {
         let saved = Checkpoint::from_bytes(bytes).map_err(js_error)?;
-        let mut engine = claim(&self.engine)?;
+        let mut engine = claim(&self.slot)?;
         with_session!(&mut *engine, s => s.replace(saved));
         Ok(())
     }
@@ -496,7 +530,7 @@ impl Studio {
         let settings: Settings = serde_wasm_bindgen::from_value(settings).map_err(JsValue::from)?;
         let widths = Widths::parse(&settings.widths).map_err(js_error)?;
         let config = settings.recipe().and_then(|r| r.config()).map_err(js_error)?;
-        let mut engine = claim(&self.engine)?;
+        let mut engine = claim(&self.slot)?;
         with_session!(&mut *engine, s => s.replace(Checkpoint::start(widths, config)));
         Ok(())
     }
@@ -505,7 +539,7 @@ impl Studio {
     /// (plain or gzipped), checked.
     pub fn set_training_data(&self, images: &[u8], labels: &[u8]) -> Result<u32, JsValue> {
         let mnist = Mnist::from_idx_bytes(images, labels).map_err(js_error)?;
-        let mut engine = claim(&self.engine)?;
+        let mut engine = claim(&self.slot)?;
         with_session!(&mut *engine, s => s.images = Some(mnist.images));
         Ok(mnist.count as u32)
     }
@@ -513,9 +547,7 @@ impl Studio {
     /// Takes `steps` training steps in one submission; resolves to their mean loss. On a
     /// non-finite loss or a GPU failure it rejects, and the run is back at its last good state.
     pub fn train(&self, steps: u32) -> js_sys::Promise {
-        on_engine(&self.engine, move |engine| async move {
-            #[allow(clippy::await_holding_refcell_ref, reason = "the RefCell is the engine's lock")]
-            let mut engine = claim(&engine)?;
+        on_engine(&self.slot, move |mut engine| async move {
             with_session!(&mut *engine, s => s.train(steps).await).map_err(js_error)
         })
     }

@@ -560,7 +560,7 @@ async function benchmark() {
         );
         const tr = document.createElement("tr");
         tr.dataset.widths = widths;
-        for (const text of [widths, batch, (steps / seconds).toFixed(2), ((steps * batch) / seconds).toFixed(0), `${(sampling * 1000).toFixed(0)} ms`]) {
+        for (const text of [widths, batch, (steps / seconds).toFixed(2), ((steps * batch) / seconds).toPrecision(2), `${(sampling * 1000).toFixed(0)} ms`]) {
           const td = document.createElement("td");
           td.textContent = text;
           tr.append(td);
