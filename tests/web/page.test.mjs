@@ -186,6 +186,27 @@ test("training the tiny network lowers the loss, pauses and resumes, and a downl
     await waitForSample(page, "");
     assert.deepEqual(await canvasGray(page, "samples"), trained, "the uploaded run draws the same digits");
     await page.screenshot({ path: `${ARTIFACTS}/uploaded.png`, fullPage: true });
+    const uploadedStep = await page.textContent("#stat-step");
+
+    // The run survives a reload (IndexedDB).
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 300_000, polling: 500 });
+    assert.match(await page.textContent("#train-status"), /^Restored your run/);
+    assert.equal(await page.textContent("#stat-step"), uploadedStep);
+    assert.deepEqual(await canvasGray(page, "samples"), trained, "the restored run draws the same digits");
+
+    // A loss that blows up stops training with a message and keeps the last good weights.
+    await page.fill('input[name="lr"]', "1e30");
+    await page.click("#train-reset");
+    await page.waitForFunction(() => document.getElementById("train-status").textContent.includes("fresh run"), null, { timeout: 120_000 });
+    await page.click("#train-run");
+    await page.waitForFunction(() => document.getElementById("train-status").dataset.state === "error", null, { timeout: 300_000, polling: 250 });
+    const failure = await page.textContent("#train-status");
+    console.log(`a diverging run: ${failure}`);
+    assert.match(failure, /the loss became (NaN|inf).*back at step 0/);
+    await page.waitForFunction(() => !document.getElementById("train-run").disabled, null, { timeout: 120_000 });
+    assert.match(await page.textContent("#stat-step"), /^0 \//);
+    await page.screenshot({ path: `${ARTIFACTS}/diverged.png`, fullPage: true });
     assert.deepEqual(errors, [], "console errors");
   } finally {
     await browser.close();
