@@ -262,12 +262,18 @@ impl<B: Backend> Session<B> {
     }
 
     /// Reads the live state back (it becomes the last good state) and returns the file bytes.
+    /// Weights that are no longer finite end training like a non-finite loss: a GPU may turn
+    /// NaNs into other values on the way to the loss (WGSL leaves NaN handling to the
+    /// implementation), so this check is what catches a diverged run everywhere.
     async fn snapshot(&mut self) -> crate::Result<Vec<u8>> {
         if let Some(trainer) = &self.trainer {
             let state = trainer.checkpoint(&self.be).await?;
             if state.states.iter().flatten().any(|v| !v.is_finite()) {
+                self.trainer = None;
+                self.weights = None;
                 return Err(Error::Invalid(format!(
-                    "the weights at step {} are not finite; keeping step {}",
+                    "the weights at step {} are not finite. Training stopped; the weights are back at step {}, \
+                     the last good state.",
                     state.step, self.saved.step
                 )));
             }

@@ -1,0 +1,55 @@
+// What the page tests and the page benchmark share: a static server for a built site under a
+// sub-path (as GitHub Pages serves a project page), and Debian's Chromium driven by
+// playwright-core.
+
+import { createServer } from "node:http";
+import { readFile } from "node:fs/promises";
+import { extname, join, normalize } from "node:path";
+import { chromium } from "playwright-core";
+
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css" };
+
+// Serves `dist` at http://127.0.0.1:<free port><base>; resolves to { origin, close }.
+export async function serve(dist, base) {
+  const server = createServer(async (req, res) => {
+    const url = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    if (!url.startsWith(base)) return res.writeHead(404).end();
+    const path = normalize(url.slice(base.length)).replace(/^(\.\.[/\\])+/, "");
+    const file = join(dist, path === "." || path === "" ? "index.html" : path);
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream", "content-length": body.length });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { origin: `http://127.0.0.1:${server.address().port}${base}`, close: () => server.close() };
+}
+
+// Flags as measured on these machines: without the background-networking ones Chromium keeps
+// trying hosts this sandbox cannot reach.
+const BASE_ARGS = [
+  "--no-sandbox",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--disable-quic",
+];
+
+// Opens the page in a fresh headless Chromium with extra `args` ("--enable-unsafe-webgpu" for
+// WebGPU) and waits for the engine's status; with `ready`, also for the first samples.
+export async function openPage(origin, args, { ready = true } = {}) {
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: [...BASE_ARGS, ...args] });
+  const context = await browser.newContext({ acceptDownloads: true });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(origin);
+  await page.waitForFunction(() => document.getElementById("status").dataset.state !== "loading", null, { timeout: 120_000 });
+  if (ready) await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 300_000, polling: 500 });
+  return { browser, page, errors };
+}
