@@ -230,7 +230,7 @@ impl<B: Backend> Session<B> {
             step,
             total_steps: config.schedule.total_steps,
             widths: self.saved.widths.0,
-            parameters: self.model.net.layout.len,
+            parameters: self.model.net.layout.count(),
             recipe: config.describe(),
             loss: checkpoint::metric_name(config.metric),
             batch: config.batch,

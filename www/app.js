@@ -151,7 +151,7 @@ async function refreshStatus() {
   $("stat-mu").textContent = s.mu.toFixed(4);
   $("run-info").textContent =
     `Run: ${s.widths.join("/")} channels, ${s.parameters.toLocaleString("en")} parameters, ${s.recipe}` +
-    ` (${s.backend}).`;
+    ` on ${s.backend.trim()}.`;
   return s;
 }
 
@@ -307,10 +307,13 @@ async function trainLoop() {
     await loadMnist();
     let chunk = 1;
     let status0 = await refreshStatus();
+    // A run below K stops at K, the end of its curriculum; one already past it (the pretrained
+    // run) goes on at its final N until paused.
+    const stopAt = status0.step < status0.totalSteps ? status0.totalSteps : Infinity;
     show(status, "ready", "Training…");
     watchLag();
-    while (train.running && status0.step < status0.totalSteps) {
-      chunk = Math.min(chunk, status0.totalSteps - status0.step);
+    while (train.running && status0.step < stopAt) {
+      chunk = Math.min(chunk, stopAt - status0.step);
       const started = performance.now();
       const loss = await engine.call("train", chunk);
       const seconds = (performance.now() - started) / 1000;
@@ -332,7 +335,7 @@ async function trainLoop() {
     await autosave();
     train.running = false;
     trainButtons();
-    if (status0.step >= status0.totalSteps) show(status, "ready", `Reached step ${status0.step}, the end of the curriculum (K).`);
+    if (status0.step >= stopAt) show(status, "ready", `Reached step ${status0.step}, the end of the curriculum (K).`);
     else show(status, "ready", `Paused at step ${status0.step}; saved in this browser.`);
   } catch (error) {
     // A NaN loss or a lost device: the engine is back at its last good state.
