@@ -553,7 +553,7 @@ fn eval<B: Backend>(be: &B, args: &EvalArgs) -> consistency::Result<()> {
     let saved = load_checkpoint(path)?;
     let model = ConsistencyModel::new(saved.widths);
     let params = be.upload(saved.ema(), &[saved.ema().len()]);
-    println!("{}: step {}, {}", path.display(), saved.step, format!("{:?} {}", saved.widths, saved.config.describe()));
+    println!("{}: step {}, {:?} {}", path.display(), saved.step, saved.widths, saved.config.describe());
     let mut row = Vec::new();
     for (label, time_points) in [("1-step", vec![]), ("2-step", vec![args.mid])] {
         let started = Instant::now();
