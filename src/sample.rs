@@ -54,7 +54,20 @@ pub(crate) fn noise<B: Backend>(be: &B, shape: &[usize], seed: u64, stream: u32)
     z
 }
 
-/// `f(x0 + t z, t)` with z from stream `stream`, or `f(t z, t)` without x0: the first step of
+/// `x0 + t z`, or `t z` without x0, with z from stream 0: a batch noised to level t (the
+/// start of sampling, editing and SDEdit; the page's denoising demo).
+pub(crate) fn noised<B: Backend>(be: &B, x0: Option<&BTensor<B>>, shape: &[usize], t: f64, seed: u64) -> BTensor<B> {
+    let count = shape[0];
+    let z = noise(be, shape, seed, 0);
+    let out = be.empty(shape);
+    match x0 {
+        Some(x0) => be.scale_add(&per_sample(be, count, 1.0), x0, &per_sample(be, count, t), &z, &out),
+        None => be.scale_add(&per_sample(be, count, t), &z, &per_sample(be, count, 0.0), &z, &out),
+    }
+    out
+}
+
+/// `f(x0 + t z, t)` with z from stream 0, or `f(t z, t)` without x0: the first step of
 /// sampling (from pure noise at T), of zero-shot editing and of SDEdit (from a known image).
 pub(crate) fn start<B: Backend>(
     be: &B,
@@ -65,14 +78,8 @@ pub(crate) fn start<B: Backend>(
     t: f64,
     seed: u64,
 ) -> BTensor<B> {
-    let count = shape[0];
-    let z = noise(be, shape, seed, 0);
-    let noised = be.empty(shape);
-    match x0 {
-        Some(x0) => be.scale_add(&per_sample(be, count, 1.0), x0, &per_sample(be, count, t), &z, &noised),
-        None => be.scale_add(&per_sample(be, count, t), &z, &per_sample(be, count, 0.0), &z, &noised),
-    }
-    model.forward(be, params, &noised, &vec![t; count]).0
+    let x = noised(be, x0, shape, t, seed);
+    model.forward(be, params, &x, &vec![t; shape[0]]).0
 }
 
 /// One step of Algorithm 1: `f(x + sqrt(tau^2 - eps^2) z, tau)`, z from stream `stream`.

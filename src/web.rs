@@ -18,10 +18,10 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::GpuBackend;
-use crate::backend::RandomKey;
 use crate::backend::{BTensor, Backend};
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::mnist::Mnist;
+use crate::eval::classifier::to_model_range;
 use crate::eval::Evaluator;
 use crate::gpu::context::AdapterSummary;
 use crate::gpu::GpuContext;
@@ -303,11 +303,6 @@ impl<B: Backend> Session<B> {
 /// Pixels of a digit.
 const PIXELS: usize = image::SIDE * image::SIDE;
 
-/// Gray levels (0-255) to the model's [-1, 1].
-fn to_model_range(gray: &[u8]) -> Vec<f32> {
-    gray.iter().map(|&g| g as f32 / 127.5 - 1.0).collect()
-}
-
 /// Checks that `gray` is whole 28x28 digits and returns how many.
 fn digit_count(what: &str, gray: &[u8]) -> crate::Result<usize> {
     if gray.is_empty() || !gray.len().is_multiple_of(PIXELS) {
@@ -375,12 +370,7 @@ impl<B: Backend> Session<B> {
     /// Noises the digits to `sigma` (`y = x + sigma z`, z from the seed) and denoises them.
     async fn denoise(&mut self, gray: &[u8], sigma: f64, seed: u64) -> crate::Result<Vec<u8>> {
         let x = self.upload_digits("digits", gray)?;
-        let n = x.dim(0);
-        let z = self.be.empty(&x.shape);
-        self.be.random_normal(RandomKey { seed, step: 0, stream: 0 }, &z);
-        let noisy = self.be.empty(&x.shape);
-        let per_sample = |v: f32| self.be.upload(&vec![v; n], &[n]);
-        self.be.scale_add(&per_sample(1.0), &x, &per_sample(sigma as f32), &z, &noisy);
+        let noisy = sample::noised(&self.be, Some(&x), &x.shape, sigma, seed);
         let params = self.sampling_weights().clone();
         let out = edit::denoise(&self.be, &self.model, &params, &noisy, sigma)?;
         let given = image::to_gray(&self.be.read(&noisy).await?);
