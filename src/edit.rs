@@ -81,9 +81,9 @@ pub fn zero_shot<B: Backend>(
     };
     // y = A^-1[(A y)(1 - Omega)]: the known part alone, zero elsewhere.
     let known = project(&be.zeros(&y.shape));
-    let mut x = project(&start(be, model, params, Some(&known), &y.shape, time_points[0], seed));
+    let mut x = project(&start(be, model, params, Some(&known), &y.shape, time_points[0], seed, 0));
     for (n, &t) in time_points.iter().enumerate().skip(1) {
-        x = project(&refine_step(be, model, params, &x, t, seed, n as u32));
+        x = project(&refine_step(be, model, params, &x, t, seed, n as u32, 0));
     }
     Ok(x)
 }
@@ -194,7 +194,7 @@ pub fn interpolate<B: Backend>(
         .unzip();
     let shape = [count, 1, SIDE, SIDE];
     let (za, zb) = (be.empty(&shape), be.empty(&shape));
-    let (one_a, one_b) = (noise(be, &one, seed_a, 0), noise(be, &one, seed_b, 0));
+    let (one_a, one_b) = (noise(be, &one, seed_a, 0, 0), noise(be, &one, seed_b, 0, 0));
     for k in 0..count {
         be.copy(&one_a, &za.view(k * SIDE * SIDE, &one));
         be.copy(&one_b, &zb.view(k * SIDE * SIDE, &one));
@@ -224,8 +224,8 @@ pub fn sdedit<B: Backend>(
     if let Some(bad) = time_points.iter().find(|&&t| t >= t_start) {
         return Err(Error::Invalid(format!("refinement time point {bad} is not below t_start = {t_start}")));
     }
-    let x = start(be, model, params, Some(strokes), &strokes.shape, t_start, seed);
-    Ok(refine(be, model, params, x, time_points, seed))
+    let x = start(be, model, params, Some(strokes), &strokes.shape, t_start, seed, 0);
+    Ok(refine(be, model, params, x, time_points, seed, 0))
 }
 
 /// The batch size of images that must be `[N, 1, 28, 28]` with N >= 1.

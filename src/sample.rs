@@ -5,6 +5,8 @@
 //! The steps themselves (noise a point to a time, apply f) are shared with zero-shot editing
 //! ([`crate::edit`]), which runs the same loop with a projection after every step.
 
+use std::ops::Range;
+
 use crate::backend::{BTensor, Backend, RandomKey};
 use crate::image::SIDE;
 use crate::model::ConsistencyModel;
@@ -21,9 +23,23 @@ pub fn sample<B: Backend>(
     time_points: &[f64],
     seed: u64,
 ) -> crate::Result<BTensor<B>> {
+    sample_rows(be, model, params, 0..count, time_points, seed)
+}
+
+/// Samples `rows` of the batch [`sample`] would draw with this seed, and only those: the page's
+/// CPU workers each draw a slice of one batch, and together give exactly `sample`'s digits.
+pub fn sample_rows<B: Backend>(
+    be: &B,
+    model: &ConsistencyModel,
+    params: &BTensor<B>,
+    rows: Range<usize>,
+    time_points: &[f64],
+    seed: u64,
+) -> crate::Result<BTensor<B>> {
     check_time_points(time_points, false)?;
-    let x = start(be, model, params, None, &[count, 1, SIDE, SIDE], T, seed);
-    Ok(refine(be, model, params, x, time_points, seed))
+    let first = rows.start;
+    let x = start(be, model, params, None, &[rows.len(), 1, SIDE, SIDE], T, seed, first);
+    Ok(refine(be, model, params, x, time_points, seed, first))
 }
 
 /// Refuses time points that do not decrease strictly within (eps, T), or (eps, T] when
@@ -46,19 +62,34 @@ fn per_sample<B: Backend>(be: &B, count: usize, v: f64) -> BTensor<B> {
     be.upload(&vec![v as f32; count], &[count])
 }
 
-/// `z ~ N(0, I)` of `shape` from Philox stream `stream`: value i of the batch is draw i, so
-/// sample n's noise is the same whatever the batch size.
-pub(crate) fn noise<B: Backend>(be: &B, shape: &[usize], seed: u64, stream: u32) -> BTensor<B> {
-    let z = be.empty(shape);
+/// `z ~ N(0, I)` of `shape` from Philox stream `stream`: value i of a batch is draw i, so
+/// sample n's noise is the same whatever the batch size. `first` is the batch row of the first
+/// sample of `shape` (0 but for a slice of a batch: see [`sample_rows`]); the functions below
+/// pass it through.
+pub(crate) fn noise<B: Backend>(be: &B, shape: &[usize], seed: u64, stream: u32, first: usize) -> BTensor<B> {
+    let mut batch = shape.to_vec();
+    batch[0] += first;
+    let z = be.empty(&batch);
     be.random_normal(RandomKey { seed, step: 0, stream }, &z);
-    z
+    if first == 0 {
+        z
+    } else {
+        be.rows(&z, first..batch[0])
+    }
 }
 
 /// `x0 + t z`, or `t z` without x0, with z from stream 0: a batch noised to level t (the
 /// start of sampling, editing and SDEdit; the page's denoising demo).
-pub(crate) fn noised<B: Backend>(be: &B, x0: Option<&BTensor<B>>, shape: &[usize], t: f64, seed: u64) -> BTensor<B> {
+pub(crate) fn noised<B: Backend>(
+    be: &B,
+    x0: Option<&BTensor<B>>,
+    shape: &[usize],
+    t: f64,
+    seed: u64,
+    first: usize,
+) -> BTensor<B> {
     let count = shape[0];
-    let z = noise(be, shape, seed, 0);
+    let z = noise(be, shape, seed, 0, first);
     let out = be.empty(shape);
     match x0 {
         Some(x0) => be.scale_add(&per_sample(be, count, 1.0), x0, &per_sample(be, count, t), &z, &out),
@@ -69,6 +100,7 @@ pub(crate) fn noised<B: Backend>(be: &B, x0: Option<&BTensor<B>>, shape: &[usize
 
 /// `f(x0 + t z, t)` with z from stream 0, or `f(t z, t)` without x0: the first step of
 /// sampling (from pure noise at T), of zero-shot editing and of SDEdit (from a known image).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start<B: Backend>(
     be: &B,
     model: &ConsistencyModel,
@@ -77,12 +109,14 @@ pub(crate) fn start<B: Backend>(
     shape: &[usize],
     t: f64,
     seed: u64,
+    first: usize,
 ) -> BTensor<B> {
-    let x = noised(be, x0, shape, t, seed);
+    let x = noised(be, x0, shape, t, seed, first);
     model.forward(be, params, &x, &vec![t; shape[0]]).0
 }
 
 /// One step of Algorithm 1: `f(x + sqrt(tau^2 - eps^2) z, tau)`, z from stream `stream`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn refine_step<B: Backend>(
     be: &B,
     model: &ConsistencyModel,
@@ -91,9 +125,10 @@ pub(crate) fn refine_step<B: Backend>(
     tau: f64,
     seed: u64,
     stream: u32,
+    first: usize,
 ) -> BTensor<B> {
     let count = x.dim(0);
-    let z = noise(be, &x.shape, seed, stream);
+    let z = noise(be, &x.shape, seed, stream, first);
     let noised = be.empty(&x.shape);
     be.scale_add(&per_sample(be, count, 1.0), x, &per_sample(be, count, (tau * tau - EPS * EPS).sqrt()), &z, &noised);
     model.forward(be, params, &noised, &vec![tau; count]).0
@@ -108,9 +143,10 @@ pub(crate) fn refine<B: Backend>(
     mut x: BTensor<B>,
     time_points: &[f64],
     seed: u64,
+    first: usize,
 ) -> BTensor<B> {
     for (s, &tau) in time_points.iter().enumerate() {
-        x = refine_step(be, model, params, &x, tau, seed, s as u32 + 1);
+        x = refine_step(be, model, params, &x, tau, seed, s as u32 + 1, first);
     }
     x
 }

@@ -7,6 +7,8 @@
 //! drawn on the host from the same Philox stream the GPU would use and uploaded: a few hundred
 //! bytes, no round trip.
 
+use std::ops::Range;
+
 use crate::backend::{AdamStep, BTensor, Backend, Metric, RandomKey};
 use crate::checkpoint::{self, Checkpoint};
 use crate::model::ConsistencyModel;
@@ -241,13 +243,14 @@ impl<B: Backend> Trainer<B> {
         RandomKey { seed: self.config.seed, step: self.step, stream }
     }
 
-    /// n for each sample from the discretization N(k), then (t_n, t_{n+1}) and lambda(t_n).
-    fn draw_levels(&self, discretization: usize) -> Levels {
+    /// n for samples `rows` of the batch from the discretization N(k), then (t_n, t_{n+1}) and
+    /// lambda(t_n).
+    fn draw_levels(&self, discretization: usize, rows: Range<usize>) -> Levels {
         let levels = NoiseLevels::new(discretization, self.config.index_choice);
         let times = levels.times();
         let key = self.key(STREAM_LEVEL);
         let mut out = Levels { t_n: vec![], t_next: vec![], weight: vec![] };
-        for b in 0..self.config.batch as u32 {
+        for b in rows.start as u32..rows.end as u32 {
             let i = levels.sample_index(random::uniform(key, b) as f64);
             let (t_n, t_next) = (times[i], times[i + 1]);
             out.t_n.push(t_n);
@@ -276,23 +279,37 @@ impl<B: Backend> Trainer<B> {
 
     /// Records one training step and returns the batch's mean loss (a one-element tensor).
     pub fn step(&mut self, be: &B) -> BTensor<B> {
-        let c = &self.config;
-        let (batch, k) = (c.batch, self.step);
-        let discretization = c.schedule.discretization(k);
-        let mu = c.schedule.target_ema(k) as f32;
-        let levels = self.draw_levels(discretization);
+        let loss = self.gradients(be, 0..self.config.batch);
+        self.apply(be);
+        loss
+    }
 
-        // x ~ data, z ~ N(0, I), one z shared by both points of the trajectory.
-        let index = be.empty(&[batch]);
+    /// The gradient of the step's loss restricted to samples `rows` of the batch, into
+    /// [`Trainer::grads`], and their share of the batch's mean loss (a one-element tensor).
+    /// Every draw is the one the whole batch makes at those rows, and the loss is divided by
+    /// the whole batch's size, so the gradients of disjoint slices add up to the batch's
+    /// gradient: this is how the page's CPU workers split a step (data parallelism).
+    pub fn gradients(&mut self, be: &B, rows: Range<usize>) -> BTensor<B> {
+        let c = &self.config;
+        let batch = c.batch;
+        assert!(rows.start < rows.end && rows.end <= batch, "rows {rows:?} of a batch of {batch}");
+        let count = rows.len();
+        let levels = self.draw_levels(c.schedule.discretization(self.step), rows.clone());
+
+        // x ~ data, z ~ N(0, I), one z shared by both points of the trajectory. The draws are
+        // made for the batch up to the last row and the slice's rows kept (a few kB of random
+        // numbers, against a network evaluation per row).
+        let index = be.empty(&[rows.end]);
         be.random_index(self.key(STREAM_BATCH), self.data_count as u32, &index);
-        let x = be.empty(&[batch, PIXELS]);
-        be.gather_rows(&self.data, PIXELS, &index, &x);
-        let z = be.empty(&[batch, PIXELS]);
+        let x = be.empty(&[count, PIXELS]);
+        be.gather_rows(&self.data, PIXELS, &be.rows(&index, rows.clone()), &x);
+        let z = be.empty(&[rows.end, PIXELS]);
         be.random_normal(self.key(STREAM_NOISE), &z);
-        let ones = be.upload(&vec![1.0; batch], &[batch]);
+        let z = be.rows(&z, rows.clone());
+        let ones = be.upload(&vec![1.0; count], &[count]);
         let noised = |t: &[f64]| {
-            let t = be.upload(&t.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[batch]);
-            let out = be.empty(&[batch, 1, 28, 28]);
+            let t = be.upload(&t.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[count]);
+            let out = be.empty(&[count, 1, 28, 28]);
             be.scale_add(&ones, &x, &t, &z, &out);
             out
         };
@@ -301,17 +318,33 @@ impl<B: Backend> Trainer<B> {
         // L = lambda(t_n) d(f_theta(x + t_{n+1} z, t_{n+1}), stopgrad f_theta_minus(x + t_n z, t_n)).
         let (online, cache) = self.model.forward(be, &self.params, &x_next, &levels.t_next);
         let (teacher, _) = self.model.forward(be, &self.target, &x_n, &levels.t_n);
-        let (online, teacher) = (online.reshape(&[batch, PIXELS]), teacher.reshape(&[batch, PIXELS]));
-        let weight = be.upload(&levels.weight, &[batch]);
-        let (per_sample, stats) = (be.empty(&[batch]), be.empty(&[batch]));
+        let (online, teacher) = (online.reshape(&[count, PIXELS]), teacher.reshape(&[count, PIXELS]));
+        // The loss ops average over the rows they see; weights scaled by count / batch make
+        // that the slice's share of the mean over the whole batch (exactly 1 for the whole).
+        let share = count as f64 / batch as f64;
+        let weight: Vec<f32> = levels.weight.iter().map(|&w| (w as f64 * share) as f32).collect();
+        let weight = be.upload(&weight, &[count]);
+        let (per_sample, stats) = (be.empty(&[count]), be.empty(&[count]));
         be.loss(c.metric, &online, &teacher, &weight, &per_sample, &stats);
         let loss = be.empty(&[1]);
-        be.sum(&per_sample, &loss, false, 1.0 / batch as f32);
-        let d_online = be.empty(&[batch, 1, 28, 28]);
-        be.loss_backward(c.metric, &online, &teacher, &weight, &stats, &d_online.reshape(&[batch, PIXELS]));
+        be.sum(&per_sample, &loss, false, 1.0 / count as f32);
+        let d_online = be.empty(&[count, 1, 28, 28]);
+        be.loss_backward(c.metric, &online, &teacher, &weight, &stats, &d_online.reshape(&[count, PIXELS]));
         self.model.backward(be, &self.params, &self.grads, &cache, &d_online);
+        loss
+    }
 
-        // theta <- Adam; theta_minus <- mu theta_minus + (1 - mu) theta; sampling EMA likewise.
+    /// The gradient [`Trainer::apply`] uses: written by [`Trainer::gradients`], or by the caller
+    /// (the sum of the slices' gradients).
+    pub fn grads(&self) -> &BTensor<B> {
+        &self.grads
+    }
+
+    /// Ends the step with the gradient in [`Trainer::grads`]: theta <- Adam;
+    /// theta_minus <- mu theta_minus + (1 - mu) theta; the sampling EMA likewise.
+    pub fn apply(&mut self, be: &B) {
+        let (c, k) = (&self.config, self.step);
+        let mu = c.schedule.target_ema(k) as f32;
         let grad_sumsq = be.empty(&[1]);
         be.sum(&self.grads, &grad_sumsq, true, 1.0);
         let adam = AdamStep { lr: c.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, t: k + 1, max_grad_norm: c.max_grad_norm };
@@ -319,6 +352,5 @@ impl<B: Backend> Trainer<B> {
         be.ema(mu, &self.target, &self.params);
         be.ema(c.sampling_ema_at(k), &self.ema, &self.params);
         self.step += 1;
-        loss
     }
 }

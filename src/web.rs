@@ -370,7 +370,7 @@ impl<B: Backend> Session<B> {
     /// Noises the digits to `sigma` (`y = x + sigma z`, z from the seed) and denoises them.
     async fn denoise(&mut self, gray: &[u8], sigma: f64, seed: u64) -> crate::Result<Vec<u8>> {
         let x = self.upload_digits("digits", gray)?;
-        let noisy = sample::noised(&self.be, Some(&x), &x.shape, sigma, seed);
+        let noisy = sample::noised(&self.be, Some(&x), &x.shape, sigma, seed, 0);
         let params = self.sampling_weights().clone();
         let out = edit::denoise(&self.be, &self.model, &params, &noisy, sigma)?;
         let given = image::to_gray(&self.be.read(&noisy).await?);

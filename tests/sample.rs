@@ -8,7 +8,7 @@ use consistency::backend::{Backend, RandomKey};
 use consistency::model::ConsistencyModel;
 use consistency::nn::Widths;
 use consistency::random;
-use consistency::sample::sample;
+use consistency::sample::{sample, sample_rows};
 use consistency::schedule::{c_skip, T};
 
 fn draw<B: Backend>(
@@ -64,5 +64,25 @@ fn bad_time_points_are_refused() {
     for points in [&[80.0][..], &[0.001][..], &[1.0, 2.0][..], &[f64::NAN][..]] {
         let err = sample(&be, &model, &p, 1, points, 0).expect_err("refused").to_string();
         assert!(err.contains("time point"), "{points:?}: {err}");
+    }
+}
+
+/// Slices of a batch (how the page's CPU workers share a sampling call) are exactly the rows of
+/// the whole batch, on both backends.
+#[test]
+fn a_batch_sampled_in_slices_is_the_whole_batch() {
+    let model = ConsistencyModel::new(Widths::TINY);
+    let params = model.net.layout.init(9);
+    let slices = |be: &dyn Fn(std::ops::Range<usize>) -> Vec<f32>| [be(0..2), be(2..3), be(3..5)].concat();
+    for points in [&[][..], &[2.0, 0.5][..]] {
+        let whole = draw(&cpu(), &model, &params, 5, points, 7);
+        let cpu = cpu();
+        let p = cpu.upload(&params, &[params.len()]);
+        let on_cpu = slices(&|rows| read(&cpu, &sample_rows(&cpu, &model, &p, rows, points, 7).unwrap()));
+        assert_eq!(on_cpu, whole, "steps {points:?}");
+        let gpu = gpu();
+        let p = gpu.upload(&params, &[params.len()]);
+        let on_gpu = slices(&|rows| read(&gpu, &sample_rows(&gpu, &model, &p, rows, points, 7).unwrap()));
+        assert_close(&format!("steps {points:?} on the GPU"), &on_gpu, &whole, 1e-3, 1e-4);
     }
 }

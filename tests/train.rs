@@ -33,6 +33,15 @@ fn train<B: Backend>(be: &B, config: &CtConfig, images: &[u8], steps: usize) -> 
     (losses, [read(be, &trainer.params), read(be, &trainer.target), read(be, &trainer.ema)])
 }
 
+/// Adam moves each weight by about lr * sign(gradient): where a gradient is nearly zero, two runs
+/// that sum in different orders may disagree on its sign, so the bound per weight is 2 lr per
+/// step, and nearly all weights must agree far more closely.
+fn assert_weights_agree(name: &str, a: &[f32], b: &[f32], lr: f32, steps: usize) {
+    assert_close(name, a, b, 0.0, 2.0 * lr * steps as f32);
+    let close = a.iter().zip(b).filter(|(x, y)| (*x - *y).abs() <= 1e-5 + 1e-4 * y.abs()).count();
+    assert!(close as f64 >= 0.99 * a.len() as f64, "{name}: only {close} of {} weights agree", a.len());
+}
+
 #[test]
 fn ct_steps_on_gpu_equal_cpu() {
     // Ten synthetic digits: the comparison needs no real data.
@@ -46,13 +55,8 @@ fn ct_steps_on_gpu_equal_cpu() {
         let (gpu_losses, gpu_weights) = train(&gpu(), &config, &images, steps);
         let (cpu_losses, cpu_weights) = train(&cpu(), &config, &images, steps);
         assert_close(&format!("{kind:?} losses"), &gpu_losses, &cpu_losses, 2e-3, 1e-6);
-        // Adam moves each weight by about lr * sign(gradient): where a gradient is nearly zero the
-        // two backends may disagree on its sign, so the bound per weight is 2 lr per step, and
-        // nearly all weights must agree far more closely.
         for (name, (a, b)) in ["online", "target", "ema"].iter().zip(gpu_weights.iter().zip(&cpu_weights)) {
-            assert_close(name, a, b, 0.0, 2.0 * config.lr * steps as f32);
-            let close = a.iter().zip(b).filter(|(x, y)| (*x - *y).abs() <= 1e-5 + 1e-4 * y.abs()).count();
-            assert!(close as f64 >= 0.99 * a.len() as f64, "{name}: only {close} of {} weights agree", a.len());
+            assert_weights_agree(name, a, b, config.lr, steps);
         }
     }
 }
@@ -94,4 +98,43 @@ fn run_reads_the_mean_loss_of_a_chunk_and_refuses_a_non_finite_one() {
     let mut broken = Trainer::new(&be, model(), config, &blown, &images);
     let error = pollster::block_on(broken.run(&be, 2)).expect_err("the loss is not finite");
     assert!(error.to_string().contains("the loss became"), "{error}");
+}
+
+/// A step split into slices of the batch (as the page's CPU workers split it), their gradients
+/// summed and then applied, follows the same run as whole steps, up to float summation order;
+/// and a slice that does not start at row 0 is the same on the GPU as on the CPU.
+#[test]
+fn a_step_split_into_slices_follows_the_whole_batch() {
+    let images: Vec<u8> = random_vec(12 * 784, 8).iter().map(|v| ((v + 1.0) * 127.5) as u8).collect();
+    let config = config(CtKind::Improved { s0: 10, s1: 1280 }, Metric::PseudoHuber { c: 0.03 }, 6);
+    let model = || ConsistencyModel::new(Widths::TINY);
+    let init = model().net.layout.init(config.seed);
+    let be = cpu();
+
+    let mut whole = Trainer::new(&be, model(), config.clone(), &init, &images);
+    let mut split = Trainer::new(&be, model(), config.clone(), &init, &images);
+    for step in 0..3 {
+        let loss = read(&be, &whole.step(&be))[0];
+        let mut slices_loss = 0.0;
+        let mut grads = vec![0.0; init.len()];
+        for rows in [0..2, 2..3, 3..6] {
+            slices_loss += read(&be, &split.gradients(&be, rows))[0];
+            grads.iter_mut().zip(read(&be, split.grads())).for_each(|(g, s)| *g += s);
+        }
+        be.write(split.grads(), &grads);
+        split.apply(&be);
+        assert_close(&format!("loss of step {step}"), &[slices_loss], &[loss], 1e-5, 1e-7);
+    }
+    assert_eq!(split.step, 3);
+    for (name, a, b) in [("online", &split.params, &whole.params), ("target", &split.target, &whole.target)] {
+        assert_weights_agree(name, &read(&be, a), &read(&be, b), config.lr, 3);
+    }
+
+    let gpu = gpu();
+    let mut on_gpu = Trainer::new(&gpu, model(), config.clone(), &init, &images);
+    let mut on_cpu = Trainer::new(&be, model(), config, &init, &images);
+    let gpu_loss = read(&gpu, &on_gpu.gradients(&gpu, 3..5))[0];
+    let cpu_loss = read(&be, &on_cpu.gradients(&be, 3..5))[0];
+    assert_close("slice loss", &[gpu_loss], &[cpu_loss], 2e-3, 1e-6);
+    assert_close("slice gradient", &read(&gpu, on_gpu.grads()), &read(&be, on_cpu.grads()), 2e-2, 1e-4);
 }

@@ -14,6 +14,7 @@ pub mod cpu;
 pub mod gpu;
 
 use std::future::Future;
+use std::ops::Range;
 
 pub use crate::random::RandomKey;
 use crate::tensor::Tensor;
@@ -124,6 +125,16 @@ pub trait Backend {
     fn write(&self, dst: &BTensor<Self>, data: &[f32]);
     /// Copy `src` into `dst` (same length).
     fn copy(&self, src: &BTensor<Self>, dst: &BTensor<Self>);
+    /// Rows `rows` of `src` (along its first dimension) as a new tensor: a copy rather than a
+    /// view, because a view's offset would have to meet the GPU's binding alignment.
+    fn rows(&self, src: &BTensor<Self>, rows: Range<usize>) -> BTensor<Self> {
+        let row_len: usize = src.shape[1..].iter().product();
+        let mut shape = src.shape.clone();
+        shape[0] = rows.len();
+        let out = self.empty(&shape);
+        self.copy(&src.view(rows.start * row_len, &shape), &out);
+        out
+    }
     fn upload_bytes(&self, data: &[u8]) -> Self::Bytes;
     /// Run everything recorded so far and return the values of `t`.
     fn read(&self, t: &BTensor<Self>) -> impl Future<Output = crate::Result<Vec<f32>>>;

@@ -6,6 +6,7 @@
 mod conv;
 mod elementwise;
 mod loss;
+mod math;
 mod norm;
 mod optim;
 mod random;
