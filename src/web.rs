@@ -10,6 +10,7 @@
 //! so the tab stays responsive.
 
 use std::cell::RefCell;
+use std::ops::Range;
 use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
@@ -240,25 +241,67 @@ impl<B: Backend> Session<B> {
         }
     }
 
-    /// `steps` more steps; on any failure (a non-finite loss, a lost device) the live state is
-    /// dropped and the run is back at its last good state, which the message names.
-    async fn train(&mut self, steps: u32) -> crate::Result<f32> {
+
+    /// Starts the live trainer from the last good state, unless it is running already.
+    fn start_trainer(&mut self) -> crate::Result<()> {
         if self.trainer.is_none() {
             let images = self.images.as_ref().ok_or_else(|| Error::Invalid("MNIST is not loaded yet".into()))?;
             self.trainer = Some(Trainer::resume(&self.be, &self.saved, images));
         }
-        let trainer = self.trainer.as_mut().expect("set above");
+        Ok(())
+    }
+
+    /// Drops the live state after a failure; the message says where the run is back at.
+    fn fall_back(&mut self, e: impl std::fmt::Display) -> Error {
+        self.trainer = None;
+        self.weights = None;
+        Error::Invalid(format!(
+            "{e}. Training stopped; the weights are back at step {}, the last good state.",
+            self.saved.step
+        ))
+    }
+
+    /// `steps` more steps; on any failure (a non-finite loss, a lost device) the live state is
+    /// dropped and the run is back at its last good state, which the message names.
+    async fn train(&mut self, steps: u32) -> crate::Result<f32> {
+        self.start_trainer()?;
+        let trainer = self.trainer.as_mut().expect("started");
         match trainer.run(&self.be, steps).await {
             Ok(loss) => Ok(loss),
-            Err(e) => {
-                self.trainer = None;
-                self.weights = None;
-                Err(Error::Invalid(format!(
-                    "{e}. Training stopped; the weights are back at step {}, the last good state.",
-                    self.saved.step
-                )))
-            }
+            Err(e) => Err(self.fall_back(e)),
         }
+    }
+
+    /// The first half of a data-parallel step (the page's CPU workers): samples `rows` of the
+    /// batch give their share of the mean loss and their gradient, which the page sums.
+    async fn gradients(&mut self, rows: Range<usize>) -> crate::Result<(f32, Vec<f32>)> {
+        self.start_trainer()?;
+        let trainer = self.trainer.as_mut().expect("started");
+        let batch = trainer.config.batch;
+        if rows.start >= rows.end || rows.end > batch {
+            return Err(Error::Invalid(format!("rows {rows:?} are not a slice of the batch of {batch}")));
+        }
+        let loss = trainer.gradients(&self.be, rows);
+        let loss = self.be.read(&loss).await?[0];
+        Ok((loss, self.be.read(trainer.grads()).await?))
+    }
+
+    /// The second half: the step with the sum of every slice's gradient and loss. A non-finite
+    /// loss ends training as in [`Session::train`].
+    fn apply_gradients(&mut self, gradient: &[f32], loss: f32) -> crate::Result<()> {
+        self.start_trainer()?;
+        let trainer = self.trainer.as_mut().expect("started");
+        if !loss.is_finite() {
+            let message = format!("the loss became {loss} before step {}", trainer.step);
+            return Err(self.fall_back(message));
+        }
+        if gradient.len() != trainer.grads().len() {
+            let weights = trainer.grads().len();
+            return Err(Error::Invalid(format!("a gradient of {} values for {weights} weights", gradient.len())));
+        }
+        self.be.write(trainer.grads(), gradient);
+        trainer.apply(&self.be);
+        Ok(())
     }
 
     /// Reads the live state back (it becomes the last good state) and returns the file bytes.
@@ -293,9 +336,13 @@ impl<B: Backend> Session<B> {
         }
     }
 
-    async fn sample(&mut self, count: usize, seed: u64, time_points: &[f64]) -> crate::Result<Vec<u8>> {
+    /// Rows `rows` of the batch of digits `seed` gives (all of them: `0..count`).
+    async fn sample(&mut self, rows: Range<usize>, seed: u64, time_points: &[f64]) -> crate::Result<Vec<u8>> {
+        if rows.start >= rows.end {
+            return Err(Error::Invalid(format!("no digits to sample in rows {rows:?}")));
+        }
         let params = self.sampling_weights().clone();
-        let x = sample::sample(&self.be, &self.model, &params, count, time_points, seed)?;
+        let x = sample::sample_rows(&self.be, &self.model, &params, rows, time_points, seed)?;
         Ok(image::to_gray(&self.be.read(&x).await?))
     }
 }
@@ -558,7 +605,36 @@ impl Studio {
     /// `time_points` (descending, in (eps, T)); resolves to their 28x28 gray levels (a
     /// `Uint8Array` of `count * 784`). The same seed gives the same digits on every backend.
     pub fn sample(&self, count: u32, seed: u32, time_points: Vec<f64>) -> js_sys::Promise {
-        bytes_call!(self, s => s.sample(count as usize, seed as u64, &time_points))
+        bytes_call!(self, s => s.sample(0..count as usize, seed as u64, &time_points))
+    }
+
+    /// Digits `start..end` of the batch `sample` would draw with this seed: how the CPU
+    /// workers share one sampling call. Resolves to their gray levels.
+    pub fn sample_rows(&self, start: u32, end: u32, seed: u32, time_points: Vec<f64>) -> js_sys::Promise {
+        bytes_call!(self, s => s.sample(start as usize..end as usize, seed as u64, &time_points))
+    }
+
+    /// Data-parallel training, first half: samples `start..end` of the next step's batch.
+    /// Resolves to `{ loss, gradient }`: their share of the batch's mean loss and the gradient
+    /// of that share (a `Float32Array` over every weight). Gradients of disjoint slices add up
+    /// to the whole batch's.
+    pub fn gradients(&self, start: u32, end: u32) -> js_sys::Promise {
+        on_engine(&self.slot, move |mut engine| async move {
+            let rows = start as usize..end as usize;
+            let (loss, gradient) = with_session!(&mut *engine, s => s.gradients(rows).await).map_err(js_error)?;
+            let out = js_sys::Object::new();
+            js_sys::Reflect::set(&out, &"loss".into(), &loss.into())?;
+            js_sys::Reflect::set(&out, &"gradient".into(), &js_sys::Float32Array::from(&gradient[..]))?;
+            Ok(out)
+        })
+    }
+
+    /// Data-parallel training, second half: the step taken with the sum of every slice's
+    /// gradient and loss, the same on every worker so their weights stay identical. A
+    /// non-finite loss stops training and the run is back at its last good state.
+    pub fn apply_gradients(&self, gradient: &[f32], loss: f32) -> Result<(), JsValue> {
+        let mut engine = claim(&self.slot)?;
+        with_session!(&mut *engine, s => s.apply_gradients(gradient, loss)).map_err(js_error)
     }
 
     /// Inpainting (Algorithm 4, A = identity): `gray` digits (28x28 gray levels each) redone

@@ -4,7 +4,7 @@
 // driven by the GPU's promises, not by requestAnimationFrame, so it keeps going in a background
 // tab and input is answered between chunks.
 
-import { LocalEngine, WorkerEngine } from "./engine.js";
+import { CpuEngine, LocalEngine, defaultWorkers } from "./engine.js";
 
 const $ = (id) => document.getElementById(id);
 const SIDE = 28;
@@ -239,11 +239,11 @@ function settings() {
 }
 
 function trainButtons() {
-  const gpu = engine?.kind === "gpu";
-  $("train-run").disabled = !gpu || train.running;
-  $("train-pause").disabled = !gpu || !train.running;
-  for (const id of ["train-reset", "train-download", "train-upload", "train-pretrained"]) {
-    $(id).disabled = !gpu || train.running;
+  const idle = engine !== null && !train.running;
+  $("train-run").disabled = !idle;
+  $("train-pause").disabled = !train.running;
+  for (const id of ["train-reset", "train-download", "train-upload", "train-pretrained", "engine-choice"]) {
+    $(id).disabled = !idle;
   }
   $("train-run").textContent = train.losses.length && !train.running ? "Resume" : "Train";
 }
@@ -384,7 +384,7 @@ async function loadRun(bytes, what) {
     drawLossChart();
     const s = await refreshStatus();
     await preview();
-    if (engine.kind === "gpu") await autosave();
+    await autosave();
     show($("train-status"), "ready", `Loaded ${what}: step ${s.step}.`);
     await sample();
   } catch (error) {
@@ -594,6 +594,96 @@ function describeAdapter(info) {
   $("adapter").hidden = false;
 }
 
+// ---- choosing the backend --------------------------------------------------------------------
+
+const ENGINE_KEY = "consistency.engine";
+const ENGINE_CHOICES = ["auto", "gpu", "cpu"];
+
+// What the person asked for: `?engine=` in the address, else their last choice, else automatic.
+function engineChoice() {
+  const asked = new URLSearchParams(location.search).get("engine");
+  if (ENGINE_CHOICES.includes(asked)) return asked;
+  const saved = localStorage.getItem(ENGINE_KEY);
+  return ENGINE_CHOICES.includes(saved) ? saved : "auto";
+}
+
+// CPU workers: `?workers=` in the address (to compare), else one per core up to four.
+function workerCount() {
+  const asked = Number(new URLSearchParams(location.search).get("workers"));
+  return Number.isInteger(asked) && asked >= 1 ? Math.min(asked, 16) : defaultWorkers();
+}
+
+// Opens the engine `choice` asks for with the run in `checkpoint`. Automatic takes WebGPU on a
+// hardware adapter and the CPU otherwise. Resolves to { engine, state, reason }: the reason is
+// what the page shows. The GPU device opened only to look at the adapter is released.
+async function openEngine(choice, checkpoint) {
+  let studio = null;
+  let gpuError = null;
+  let info = null;
+  if (choice !== "cpu") {
+    try {
+      studio = await bindings.Studio.open(false, checkpoint);
+      info = studio.adapter();
+      describeAdapter(info);
+    } catch (error) {
+      gpuError = message(error);
+    }
+  }
+  $("selftest-run").disabled = studio === null;
+  const named = info?.name ? ` (${info.name})` : "";
+  if (studio && (choice === "gpu" || !info.is_fallback)) {
+    $("sample-count").value = info.is_fallback ? "16" : $("sample-count").value;
+    const reason = info.is_fallback
+      ? `WebGPU, as you chose, on a software adapter${named}: correct, but far slower than the CPU backend here. Use the tiny network to train.`
+      : `WebGPU on a hardware adapter${named}.`;
+    return { engine: new LocalEngine(studio), state: info.is_fallback ? "warning" : "ready", reason };
+  }
+  studio?.free();
+  const workers = workerCount();
+  const engine = await CpuEngine.open(checkpoint, workers);
+  const cpu = `the CPU: WebAssembly SIMD in ${workers} worker${workers > 1 ? "s" : ""}`;
+  if (choice === "cpu") return { engine, state: "ready", reason: `Running on ${cpu}, as you chose.` };
+  if (studio) {
+    return {
+      engine,
+      state: "ready",
+      reason: `Running on ${cpu}. This browser's WebGPU adapter${named} is a software fallback, which computes about a hundred times slower than plain WebAssembly; choose WebGPU in the Engine panel to compare.`,
+    };
+  }
+  return { engine, state: "warning", reason: `Running on ${cpu}, because WebGPU is not available: ${gpuError}` };
+}
+
+function showEngine(opened) {
+  engine = opened.engine;
+  show($("status"), opened.state, opened.reason);
+  $("engine-reason").textContent = opened.reason;
+  document.body.dataset.engine = engine.kind;
+}
+
+// The Engine panel's backend control: remembers the choice and moves the run (its whole state,
+// through a checkpoint) to the new backend.
+async function switchEngine() {
+  const choice = $("engine-choice").value;
+  localStorage.setItem(ENGINE_KEY, choice);
+  const status = $("status");
+  const old = engine;
+  engine = null;
+  trainButtons();
+  try {
+    show(status, "loading", "Moving the run to the other backend…");
+    const bytes = await old.call("snapshot");
+    old.close();
+    mnistLoaded = false;
+    showEngine(await openEngine(choice, bytes));
+    await refreshStatus();
+    await sample();
+  } catch (error) {
+    if (!engine) engine = old;
+    show(status, "error", `Could not switch the backend: ${message(error)}`);
+  }
+  trainButtons();
+}
+
 async function start() {
   bindings = window.wasmBindings;
   const status = $("status");
@@ -610,27 +700,17 @@ async function start() {
   } catch (error) {
     console.warn(`no saved run: ${message(error)}`);
   }
-  show(status, "loading", "Opening the GPU device…");
+  show(status, "loading", "Opening the engine…");
+  const choice = engineChoice();
+  $("engine-choice").value = choice;
   try {
-    const studio = await bindings.Studio.open(false, pretrained);
-    engine = new LocalEngine(studio);
-    const info = await engine.call("adapter");
-    describeAdapter(info);
-    const named = info.name ? ` (${info.name})` : "";
-    if (info.is_fallback) {
-      show(status, "warning", `WebGPU ready on a software adapter${named}: correct, but slow. Use the tiny network to train.`);
-      $("sample-count").value = "16";
-    } else {
-      show(status, "ready", `WebGPU ready${named}.`);
-    }
-    $("selftest-run").disabled = false;
-    $("bench-run").disabled = false;
+    showEngine(await openEngine(choice, pretrained));
   } catch (error) {
-    // No WebGPU: say why, and sample on the CPU backend in a worker.
-    show(status, "error", `${message(error)} Sampling and editing still work on the CPU; training needs WebGPU.`);
-    engine = await WorkerEngine.open(pretrained);
+    show(status, "error", `The engine did not start: ${message(error)}`);
+    return;
   }
-  if (saved && engine.kind === "gpu") {
+  $("bench-run").disabled = false;
+  if (saved) {
     try {
       await engine.call("load", saved.bytes);
       train.losses = saved.losses ?? [];
@@ -689,6 +769,7 @@ function wire() {
   $("edit-run").addEventListener("click", runEdit);
   $("selftest-run").addEventListener("click", selfCheck);
   $("bench-run").addEventListener("click", benchmark);
+  $("engine-choice").addEventListener("change", switchEngine);
   editKindChanged();
 }
 

@@ -1,7 +1,9 @@
-// The engine on the CPU backend, off the page's thread (see engine.js). Messages:
+// One CPU worker of the engine (see engine.js). Messages:
 // { id, method: "open", args: [jsUrl, wasmUrl, checkpointBytes] } loads the module and opens a
-// CPU Studio; { id, method: "call", args: [name, args] } runs one Studio method. Each answer is
-// { id, result } or { id, error }. Messages are handled one at a time, in order.
+// CPU Studio; { id, method: "call", args: [name, args], keep } runs one Studio method. Each
+// answer is { id, result } (null when `keep` is false) or { id, error }; results that hold
+// buffers (digits, gradients) hand them over rather than copy them. Messages are handled one at
+// a time, in order.
 
 let studio = null;
 let queue = Promise.resolve();
@@ -19,10 +21,19 @@ async function handle({ method, args }) {
   return await studio[name](...callArgs);
 }
 
+// The buffers of a result, to transfer with it.
+function buffers(result) {
+  if (ArrayBuffer.isView(result)) return [result.buffer];
+  if (result && ArrayBuffer.isView(result.gradient)) return [result.gradient.buffer];
+  return [];
+}
+
 self.onmessage = ({ data }) => {
   queue = queue.then(async () => {
     try {
-      self.postMessage({ id: data.id, result: await handle(data) });
+      const result = await handle(data);
+      const kept = data.keep === false ? null : result;
+      self.postMessage({ id: data.id, result: kept ?? null }, buffers(kept));
     } catch (error) {
       self.postMessage({ id: data.id, error: error instanceof Error ? error.message : String(error) });
     }
