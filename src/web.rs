@@ -241,7 +241,6 @@ impl<B: Backend> Session<B> {
         }
     }
 
-
     /// Starts the live trainer from the last good state, unless it is running already.
     fn start_trainer(&mut self) -> crate::Result<()> {
         if self.trainer.is_none() {

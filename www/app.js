@@ -297,6 +297,13 @@ function watchLag() {
   setTimeout(tick, 100);
 }
 
+// Steps per call at most: 64, or `?chunk=` in the address (1 gives the loss of every single
+// step, to compare runs step by step).
+function maxChunk() {
+  const asked = Number(new URLSearchParams(location.search).get("chunk"));
+  return Number.isInteger(asked) && asked >= 1 ? Math.min(asked, 64) : 64;
+}
+
 async function trainLoop() {
   if (train.running) return;
   train.running = true;
@@ -326,7 +333,7 @@ async function trainLoop() {
       drawLossChart();
       // Aim at about half a second per call: long enough to amortize the readback, short
       // enough for Pause to answer at once.
-      chunk = Math.max(1, Math.min(64, Math.round(0.5 * rate)));
+      chunk = Math.max(1, Math.min(maxChunk(), Math.round(0.5 * rate)));
       const now = performance.now();
       if (now - train.lastPreview > train.previewGap) await preview();
       if (now - train.lastSave > AUTOSAVE_SECONDS * 1000) await autosave();
