@@ -1,41 +1,104 @@
-// The page's benchmark in headless Chromium, as a command: training steps/s and one-step
-// sampling latency per network on the browser's WebGPU, then one-step sampling on the CPU
-// backend (wasm, in the page's worker) with WebGPU turned off.
+// The page's speed in headless Chromium beside the engines a person would pick instead, in one
+// run: the small network (16/32/32), a consistency-training step and one-step sampling of 64
+// digits on each backend the page offers (the CPU backend in its workers; WebGPU, here Chrome's
+// SwiftShader emulation), then the peers' harnesses from the team's shared folder:
+// onnxruntime-web's wasm backend (1 and 2 threads) for sampling and TensorFlow.js's WebGL
+// backend for one training step. Prints a table and the ratios.
 //
-//   node tests/web/bench.mjs [dist] [networks: tiny | tiny,small | tiny,small,base] [batch]
+//   node tests/web/bench.mjs [dist] [peers folder] [WebGPU training batch]
 //
-// scripts/bench-page builds the release page and runs this.
+// scripts/bench-page builds the release page and runs this. The peers need their packages
+// (their install.sh); a missing peer is reported and skipped.
 
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { serve, openPage } from "./browser.mjs";
 
-const [dist = "dist", networks = "tiny,small", batch = "8"] = process.argv.slice(2);
-const BASE = "/consistency/";
-const { origin, close } = await serve(dist, BASE);
-try {
-  {
-    const { browser, page } = await openPage(origin, ["--enable-unsafe-webgpu"]);
-    console.log(`WebGPU adapter: ${await page.textContent("#adapter-name")} (${await page.textContent("#adapter-device-type")})`);
-    await page.fill('input[name="batch"]', batch);
-    await page.selectOption("#bench-configs", networks);
+const [dist = "dist", peers = "../shared/peers", gpuBatch = "8"] = process.argv.slice(2);
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
+// The page's own benchmark (Engine panel) for the small network at `batch`, then `runs` timed
+// one-step samplings of 64 digits from the Sample panel.
+async function ours(origin, args, batch, runs) {
+  const { browser, page } = await openPage(origin, args);
+  try {
+    const engine = await page.textContent("#status");
+    await page.fill('input[name="batch"]', String(batch));
+    await page.selectOption("#bench-configs", "small");
     await page.click("#bench-run");
     await page.waitForFunction(() => document.getElementById("bench-results").dataset.done === "true", null, { timeout: 3_600_000, polling: 1000 });
-    const rows = await page.$$eval("#bench-results tbody tr", (trs) => trs.map((tr) => tr.innerText.replace(/\t/g, "  ")));
-    console.log("network  batch  train steps/s  images/s  64 one-step samples");
-    for (const row of rows) console.log(`  ${row}`);
-    await browser.close();
-  }
-  {
-    const { browser, page } = await openPage(origin, []);
+    const cells = await page.$$eval("#bench-results tbody tr td", (tds) => tds.map((td) => td.textContent));
+    if (cells.length < 5) throw new Error(`the page's benchmark failed: ${await page.textContent("#bench-results tbody")}`);
+    await page.selectOption("#sample-count", "64");
+    await page.selectOption("#sample-steps", "1");
     const times = [];
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < runs; i++) {
       await page.$eval("#sample-time", (el) => (el.dataset.ms = ""));
       await page.click("#sample-run");
       await page.waitForFunction(() => document.getElementById("sample-time").dataset.ms && !document.getElementById("sample-run").disabled, null, { timeout: 600_000 });
       times.push(Number(await page.getAttribute("#sample-time", "data-ms")));
     }
-    console.log(`CPU backend (wasm, worker), small network, 64 one-step samples: ${times.map((t) => `${t.toFixed(0)} ms`).join(", ")}`);
+    return { engine, stepSeconds: 1 / Number(cells[2]), sampleMs: times };
+  } finally {
     await browser.close();
   }
+}
+
+// One JSON line from a peer's harness, or null (with the reason printed) if it cannot run.
+function peer(script, args) {
+  const path = join(peers, script);
+  if (!existsSync(path)) {
+    console.log(`  (skipped ${script}: not found under ${peers})`);
+    return null;
+  }
+  const run = spawnSync("node", [path, ...args], { encoding: "utf8", timeout: 900_000 });
+  const line = run.stdout.trim().split("\n").pop();
+  try {
+    const result = JSON.parse(line);
+    if (result.error) throw new Error(result.error);
+    return result;
+  } catch (error) {
+    console.log(`  (${script} ${args.join(" ")} failed: ${error.message}; ${run.stderr.trim().split("\n").pop() ?? ""})`);
+    return null;
+  }
+}
+
+const { origin, close } = await serve(dist, "/consistency/");
+const rows = [];
+try {
+  console.log("our page, CPU backend (no WebGPU flag), small, training batch 64 …");
+  const cpu = await ours(`${origin}?engine=cpu`, [], 64, 7);
+  console.log(`  ${cpu.engine}`);
+  rows.push(["ours, CPU backend (wasm SIMD, workers)", 64, cpu.stepSeconds, median(cpu.sampleMs), Math.min(...cpu.sampleMs)]);
+
+  console.log(`our page, WebGPU (--enable-unsafe-webgpu), small, training batch ${gpuBatch} …`);
+  const gpu = await ours(`${origin}?engine=gpu`, ["--enable-unsafe-webgpu"], Number(gpuBatch), 1);
+  console.log(`  ${gpu.engine}`);
+  rows.push([`ours, WebGPU (${gpu.engine.match(/adapter \(([^)]*)\)/)?.[1] ?? "adapter"})`, Number(gpuBatch), gpu.stepSeconds, median(gpu.sampleMs), Math.min(...gpu.sampleMs)]);
 } finally {
   close();
+}
+
+console.log("peers (../shared/peers) …");
+for (const threads of [1, 2]) {
+  const r = peer("ort/run.mjs", ["--backend", "wasm", "--model", "small", "--threads", String(threads), "--runs", "10"]);
+  if (r) rows.push([`onnxruntime-web ${r.ort_version} wasm, ${threads} thread${threads > 1 ? "s" : ""}`, null, null, r.median_ms, r.min_ms]);
+}
+const tf = peer("tfjs/run.mjs", ["--config", "small", "--batch", "64", "--backend", "webgl", "--warmup", "0", "--steps", "1", "--sample-runs", "0", "--data", "random"]);
+if (tf) rows.push([`TensorFlow.js ${tf.tfjs_version} WebGL (one cold step)`, 64, tf.step_ms_median / 1000, null, null]);
+
+const fmt = (v, digits) => (v === null || v === undefined ? "-" : v.toFixed(digits));
+console.log("\nsmall network (175,761 parameters), headless Chromium, this machine, one run:");
+console.log("engine                                              batch   s / CT step   64 one-step samples: median ms   min ms");
+for (const [name, batch, step, med, min] of rows) {
+  console.log(`${name.padEnd(52)}${String(batch ?? "-").padStart(5)}   ${fmt(step, 2).padStart(11)}   ${fmt(med, 0).padStart(30)}   ${fmt(min, 0).padStart(6)}`);
+}
+const [ourCpu] = rows;
+console.log("\nratios (higher: ours faster):");
+for (const [name, , step, med] of rows.slice(1)) {
+  const parts = [];
+  if (med) parts.push(`sampling ${(med / ourCpu[3]).toFixed(2)}x`);
+  if (step) parts.push(`training step ${(step / ourCpu[2]).toFixed(1)}x`);
+  console.log(`  ours (CPU backend) against ${name}: ${parts.join(", ")}`);
 }

@@ -3,7 +3,8 @@
 // playwright-core.
 
 import { createServer } from "node:http";
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
+import { before, after } from "node:test";
 import { extname, join, normalize } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -26,6 +27,21 @@ export async function serve(dist, base) {
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   return { origin: `http://127.0.0.1:${server.address().port}${base}`, close: () => server.close() };
+}
+
+// Where the page tests put their screenshots.
+export const ARTIFACTS = "target/web-artifacts";
+
+// For a test file: serves the built site (dist/) under /consistency/ around its tests. The
+// returned object gets `origin` once the server is up.
+export function servedSite() {
+  const site = {};
+  before(async () => {
+    await mkdir(ARTIFACTS, { recursive: true });
+    Object.assign(site, await serve("dist", "/consistency/"));
+  });
+  after(() => site.close());
+  return site;
 }
 
 // Flags as measured on these machines: without the background-networking ones Chromium keeps

@@ -4,21 +4,12 @@
 //
 // Run after `trunk build --public-url /consistency/` (scripts/test does both): node --test tests/web/
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, readFile } from "node:fs/promises";
-import { serve, openPage } from "./browser.mjs";
+import { readFile } from "node:fs/promises";
+import { ARTIFACTS, openPage, servedSite } from "./browser.mjs";
 
-const ARTIFACTS = "target/web-artifacts";
-
-let site;
-
-before(async () => {
-  await mkdir(ARTIFACTS, { recursive: true });
-  site = await serve("dist", "/consistency/");
-});
-
-after(() => site.close());
+const site = servedSite();
 
 const text = (page, selector) => page.textContent(selector);
 const step = async (page) => parseInt(await text(page, "#stat-step"), 10);

@@ -9,21 +9,11 @@
 // Run after `trunk build --public-url /consistency/` (scripts/test does both): node --test tests/web/
 // Screenshots go to target/web-artifacts/.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir } from "node:fs/promises";
-import { serve, openPage as open } from "./browser.mjs";
+import { ARTIFACTS, openPage as open, servedSite } from "./browser.mjs";
 
-const ARTIFACTS = "target/web-artifacts";
-
-let site;
-
-before(async () => {
-  await mkdir(ARTIFACTS, { recursive: true });
-  site = await serve("dist", "/consistency/");
-});
-
-after(() => site.close());
+const site = servedSite();
 
 const webgpu = () => open(`${site.origin}?engine=gpu`, ["--enable-unsafe-webgpu"]);
 const cpu = () => open(site.origin, []);

@@ -51,6 +51,40 @@ pub fn silu_grad(v: f32) -> f32 {
     s + v * s * (1.0 - s)
 }
 
+/// Independent accumulators of [`sum_f64`]: one running sum is a dependency chain the compiler
+/// may not reorder, eight are a loop it vectorizes (f64x2 in wasm, AVX natively).
+const LANES: usize = 8;
+
+/// `sum f(x_i)` accumulated in f64 (the CPU backend's reductions are the accurate side of every
+/// comparison with the kernels).
+#[inline]
+pub fn sum_f64(xs: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest: f64 = chunks.remainder().iter().map(|&v| f(v as f64)).sum();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f(v as f64);
+        }
+    }
+    lanes.iter().sum::<f64>() + rest
+}
+
+/// `sum a_i b_i` accumulated in f64, like [`sum_f64`].
+#[inline]
+pub fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "dot_f64: lengths");
+    let mut lanes = [0.0f64; LANES];
+    let (chunks_a, chunks_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let rest: f64 = chunks_a.remainder().iter().zip(chunks_b.remainder()).map(|(&x, &y)| x as f64 * y as f64).sum();
+    for (ca, cb) in chunks_a.zip(chunks_b) {
+        for ((lane, &x), &y) in lanes.iter_mut().zip(ca).zip(cb) {
+            *lane += x as f64 * y as f64;
+        }
+    }
+    lanes.iter().sum::<f64>() + rest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +102,16 @@ mod tests {
         assert!(worst < 2.0 * f32::EPSILON as f64, "worst relative error {worst:e}");
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn sums_add_every_value_once() {
+        for n in [0, 1, 7, 8, 9, 100] {
+            let xs: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let exact: f64 = xs.iter().map(|&v| (v as f64).powi(2)).sum();
+            assert!((sum_f64(&xs, |v| v * v) - exact).abs() < 1e-9, "n = {n}");
+            assert!((dot_f64(&xs, &xs) - exact).abs() < 1e-9, "n = {n}");
+        }
     }
 
     #[test]

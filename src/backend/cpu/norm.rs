@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::math::{sigmoid, silu_grad};
+use super::math::{dot_f64, sigmoid, silu_grad, sum_f64};
 
 /// Added to the group variance before the square root (same as the GPU kernel).
 const EPS: f64 = 1e-5;
@@ -42,22 +42,22 @@ pub fn group_norm(
     // Each (sample, group) is a contiguous run of `len` values.
     y.par_chunks_mut(len).zip(x.par_chunks(len)).zip(stats.par_chunks_mut(2)).enumerate().for_each(
         |(ng, ((y, x), stats))| {
-            let mean = x.iter().map(|&v| v as f64).sum::<f64>() / len as f64;
-            let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / len as f64;
+            let mean = sum_f64(x, |v| v) / len as f64;
+            let var = sum_f64(x, |v| (v - mean) * (v - mean)) / len as f64;
             let rstd = 1.0 / (var + EPS).sqrt();
             let c0 = (ng % groups) * cpg;
             for (ch, (y, x)) in (c0..).zip(y.chunks_exact_mut(s).zip(x.chunks_exact(s))) {
-                // a = gamma (x - mean) rstd + beta as one multiply-add per value, in f32 like the
-                // kernel, so the loop vectorizes.
-                let scale = (rstd * gamma[ch] as f64) as f32;
-                let shift = (beta[ch] as f64 - mean * rstd * gamma[ch] as f64) as f32;
+                // a = (x - mean) (rstd gamma) + beta in f32, like the kernel, so the loop
+                // vectorizes. (Folding the mean into the shift would cancel catastrophically
+                // when rstd is large.)
+                let (mean, scale, shift) = (mean as f32, (rstd * gamma[ch] as f64) as f32, beta[ch]);
                 if silu {
                     y.iter_mut().zip(x).for_each(|(y, &x)| {
-                        let a = x * scale + shift;
+                        let a = (x - mean) * scale + shift;
                         *y = a * sigmoid(a);
                     });
                 } else {
-                    y.iter_mut().zip(x).for_each(|(y, &x)| *y = x * scale + shift);
+                    y.iter_mut().zip(x).for_each(|(y, &x)| *y = (x - mean) * scale + shift);
                 }
             }
             stats[0] = mean as f32;
@@ -98,38 +98,42 @@ pub fn group_norm_backward(
     // stats are used, as the kernels do, so a gradient matches the forward that saved them.
     let mut partials = vec![(0.0f64, 0.0f64); n * c];
     dx.par_chunks_mut(len).zip(partials.par_chunks_mut(cpg)).enumerate().for_each_init(
-        || Vec::with_capacity(len),
-        |scratch: &mut Vec<(f32, f32)>, (ng, (dx, partial))| {
+        || (vec![0.0f32; len], vec![0.0f32; len]),
+        |(da_run, xhat_run), (ng, (dx, partial))| {
             let (base, c0) = (ng * len, (ng % groups) * cpg);
             let (mean, rstd) = (stats[2 * ng], stats[2 * ng + 1]);
-            // (da, xhat) of each value: the one sigmoid per value is the costly part.
-            scratch.clear();
-            for (ch, (x, dy)) in
-                (c0..).zip(x[base..base + len].chunks_exact(s).zip(dy[base..base + len].chunks_exact(s)))
-            {
-                scratch.extend(x.iter().zip(dy).map(|(&x, &dy)| {
-                    let xh = (x - mean) * rstd;
-                    (da(silu, dy, xh, gamma[ch], beta[ch]), xh)
-                }));
-            }
+            let (x, dy) = (&x[base..base + len], &dy[base..base + len]);
+            // da and xhat of each value, per channel (the one sigmoid per value is the costly
+            // part), then the channel's sums of da * xhat and da, from which the group's sums of
+            // g = da * gamma and g * xhat follow (gamma is constant over a channel).
             let (mut sum_g, mut sum_gx) = (0.0f64, 0.0f64);
-            for (channel, values) in scratch.chunks_exact(s).enumerate() {
-                let gamma = gamma[c0 + channel];
-                let (mut sum_dx, mut sum_d) = (0.0f64, 0.0f64);
-                for &(d, xh) in values {
-                    let g = (d * gamma) as f64;
-                    sum_dx += d as f64 * xh as f64;
-                    sum_d += d as f64;
-                    sum_g += g;
-                    sum_gx += g * xh as f64;
+            for (channel, (((x, dy), da_out), xhat_out)) in x
+                .chunks_exact(s)
+                .zip(dy.chunks_exact(s))
+                .zip(da_run.chunks_exact_mut(s))
+                .zip(xhat_run.chunks_exact_mut(s))
+                .enumerate()
+            {
+                let (gamma, beta) = (gamma[c0 + channel], beta[c0 + channel]);
+                for (((&x, &dy), da_out), xhat_out) in x.iter().zip(dy).zip(da_out.iter_mut()).zip(xhat_out.iter_mut())
+                {
+                    let xh = (x - mean) * rstd;
+                    *xhat_out = xh;
+                    *da_out = da(silu, dy, xh, gamma, beta);
                 }
+                let (sum_dx, sum_d) = (dot_f64(da_out, xhat_out), sum_f64(da_out, |v| v));
                 partial[channel] = (sum_dx, sum_d);
+                sum_g += gamma as f64 * sum_d;
+                sum_gx += gamma as f64 * sum_dx;
             }
-            let (mean_g, mean_gx, rstd) = (sum_g / len as f64, sum_gx / len as f64, rstd as f64);
-            for (ch, (dx, values)) in (c0..).zip(dx.chunks_exact_mut(s).zip(scratch.chunks_exact(s))) {
-                for (dx, &(d, xh)) in dx.iter_mut().zip(values) {
-                    let g = (d * gamma[ch]) as f64;
-                    *dx = (rstd * (g - mean_g - xh as f64 * mean_gx)) as f32;
+            // dx = rstd (g - mean(g) - xhat mean(g xhat)), per value in f32 (vectorized).
+            let (mean_g, mean_gx) = ((sum_g / len as f64) as f32, (sum_gx / len as f64) as f32);
+            for (channel, ((dx, da), xhat)) in
+                dx.chunks_exact_mut(s).zip(da_run.chunks_exact(s)).zip(xhat_run.chunks_exact(s)).enumerate()
+            {
+                let gamma = gamma[c0 + channel];
+                for ((dx, &d), &xh) in dx.iter_mut().zip(da).zip(xhat) {
+                    *dx = rstd * (d * gamma - mean_g - xh * mean_gx);
                 }
             }
         },
