@@ -247,7 +247,7 @@ test("the engine's self-check passes in the browser, and the benchmark reports n
     const bench = await page.$$eval("#bench-results tbody tr", (trs) => trs.map((tr) => tr.innerText.replace(/\t/g, "  ")));
     console.log(`benchmark in Chromium (SwiftShader), network / batch / steps/s / images/s / 64 one-step samples:\n  ${bench.join("\n  ")}`);
     assert.equal(bench.length, 1);
-    assert.match(bench[0], /^tiny\s+8\s+[\d.]+\s+[\d.e+]+\s+\d+ ms$/);
+    assert.match(bench[0], /^tiny\s+8\s+[\d.]+\s+[\d.e+]+\s+\d+ ms \(fastest \d+, \d runs\)$/);
     await page.screenshot({ path: `${ARTIFACTS}/engine.png`, fullPage: true });
     assert.deepEqual(errors, [], "console errors");
   } finally {
