@@ -7,11 +7,11 @@
 use std::cell::RefCell;
 
 use crate::backend::{Backend, Conv2d};
-use crate::model::ConsistencyModel;
+use crate::model::Model;
 use crate::nn::{UNet, Widths};
 use crate::sample::sample;
 use crate::schedule::T;
-use crate::train::{CtConfig, Trainer};
+use crate::train::{TrainConfig, Trainer};
 
 /// Seconds since some fixed point.
 pub type Clock<'a> = &'a dyn Fn() -> f64;
@@ -128,10 +128,10 @@ pub async fn bench_train_step<B: Backend>(
     iters: usize,
     now: Clock<'_>,
 ) -> crate::Result<f64> {
-    let model = ConsistencyModel::new(widths);
+    let model = Model::new(widths);
     let init = model.net.layout.init(0);
     let images: Vec<u8> = (0..batch * 784).map(|i| (i * 37 % 256) as u8).collect();
-    let config = CtConfig { batch, ..CtConfig::improved(1000) };
+    let config = TrainConfig { batch, ..TrainConfig::improved(1000) };
     let trainer = RefCell::new(Trainer::new(be, model, config, &init, &images));
     let params = trainer.borrow().params.clone();
     seconds_per_run(be, &params, iters, now, &|| {
@@ -149,7 +149,7 @@ pub async fn bench_sampling<B: Backend>(
     iters: usize,
     now: Clock<'_>,
 ) -> crate::Result<f64> {
-    let model = ConsistencyModel::new(widths);
+    let model = Model::new(widths);
     let params = be.upload(&model.net.layout.init(0), &[model.net.layout.len]);
     let time_points: Vec<f64> = (1..steps).map(|s| T / 4f64.powi(s as i32)).collect();
     let out = sample(be, &model, &params, count, &time_points, 0)?;

@@ -15,9 +15,10 @@ use std::collections::HashMap;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::backend::Metric;
+use crate::model::Model;
 use crate::nn::{ParamLayout, UNet, Widths};
 use crate::schedule::{CtKind, CtSchedule, IndexChoice, Weighting};
-use crate::train::CtConfig;
+use crate::train::{Objective, TrainConfig};
 use crate::{Error, Result};
 
 /// Written as the `format` metadata entry; loading refuses anything else.
@@ -30,7 +31,7 @@ pub const STATES: [&str; 5] = ["online", "target", "ema", "adam_m", "adam_v"];
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     pub widths: Widths,
-    pub config: CtConfig,
+    pub config: TrainConfig,
     /// Steps taken.
     pub step: u32,
     /// The states of [`STATES`], in that order.
@@ -40,10 +41,15 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// A run at step 0: the network's initial weights (seeded by the recipe) as theta, theta_minus
     /// and the sampling EMA alike (Algorithm 3), and Adam's moments at zero.
-    pub fn start(widths: Widths, config: CtConfig) -> Checkpoint {
+    pub fn start(widths: Widths, config: TrainConfig) -> Checkpoint {
         let init = UNet::new(widths).layout.init(config.seed);
         let zeros = vec![0.0; init.len()];
         Checkpoint { widths, config, step: 0, states: [init.clone(), init.clone(), init, zeros.clone(), zeros] }
+    }
+
+    /// The network this run trains (a consistency model, or the EDM teacher's denoiser).
+    pub fn model(&self) -> Model {
+        self.config.objective.model(self.widths)
     }
 
     /// The sampling weights (the EMA of theta).
@@ -119,6 +125,7 @@ impl Checkpoint {
         put("format", FORMAT.into());
         put("widths", format!("{w0},{w1},{w2}"));
         put("step", self.step.to_string());
+        put("objective", objective_name(c.objective).into());
         match c.schedule.kind {
             CtKind::Original { s0, s1, mu0 } => {
                 put("schedule", "original".into());
@@ -145,6 +152,13 @@ impl Checkpoint {
         put("max_grad_norm", c.max_grad_norm.to_string());
         put("seed", c.seed.to_string());
         m
+    }
+}
+
+pub fn objective_name(objective: Objective) -> &'static str {
+    match objective {
+        Objective::Consistency => "consistency",
+        Objective::Denoising => "denoising",
     }
 }
 
@@ -188,7 +202,13 @@ impl Metadata {
     }
 }
 
-fn config_from(meta: &Metadata) -> Result<CtConfig> {
+fn config_from(meta: &Metadata) -> Result<TrainConfig> {
+    // Files written before the teacher existed have no objective: they are consistency runs.
+    let objective = match meta.0.get("objective").map(String::as_str) {
+        None | Some("consistency") => Objective::Consistency,
+        Some("denoising") => Objective::Denoising,
+        Some(other) => return Err(invalid(format!("unknown objective '{other}'"))),
+    };
     let (s0, s1) = (meta.parse("s0")?, meta.parse("s1")?);
     let kind = match meta.get("schedule")? {
         "original" => CtKind::Original { s0, s1, mu0: meta.parse("mu0")? },
@@ -218,7 +238,8 @@ fn config_from(meta: &Metadata) -> Result<CtConfig> {
     if batch == 0 {
         return Err(invalid("batch is 0".into()));
     }
-    Ok(CtConfig {
+    Ok(TrainConfig {
+        objective,
         schedule: CtSchedule { kind, total_steps: meta.parse("total_steps")? },
         index_choice,
         weighting,

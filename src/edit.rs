@@ -16,7 +16,7 @@
 
 use crate::backend::{BTensor, Backend};
 use crate::image::SIDE;
-use crate::model::ConsistencyModel;
+use crate::model::Model;
 use crate::sample::{check_time_points, noise, refine, refine_step, start};
 use crate::schedule::{EPS, T};
 use crate::Error;
@@ -52,7 +52,7 @@ pub const SDEDIT_TIME_POINTS: &[f64] = &[0.8];
 #[allow(clippy::too_many_arguments)]
 pub fn zero_shot<B: Backend>(
     be: &B,
-    model: &ConsistencyModel,
+    model: &Model,
     params: &BTensor<B>,
     y: &BTensor<B>,
     keep: &BTensor<B>,
@@ -92,7 +92,7 @@ pub fn zero_shot<B: Backend>(
 /// (where `keep` is 1, which come back unchanged, bit for bit): [`zero_shot`] with A = identity.
 pub fn inpaint<B: Backend>(
     be: &B,
-    model: &ConsistencyModel,
+    model: &Model,
     params: &BTensor<B>,
     y: &BTensor<B>,
     keep: &BTensor<B>,
@@ -108,7 +108,7 @@ pub fn inpaint<B: Backend>(
 /// resolution image, upsampled by repetition, serves as y (its tile means are its pixels).
 pub fn super_resolve<B: Backend>(
     be: &B,
-    model: &ConsistencyModel,
+    model: &Model,
     params: &BTensor<B>,
     low_res: &BTensor<B>,
     time_points: &[f64],
@@ -135,7 +135,7 @@ pub fn super_resolve<B: Backend>(
 /// [eps, T], `f(noisy, sigma)`. At sigma = eps this is `noisy` itself (the boundary condition).
 pub fn denoise<B: Backend>(
     be: &B,
-    model: &ConsistencyModel,
+    model: &Model,
     params: &BTensor<B>,
     noisy: &BTensor<B>,
     sigma: f64,
@@ -154,7 +154,7 @@ pub fn denoise<B: Backend>(
 /// host from the same Philox draws; where it is zero (equal seeds) slerp is the straight line.
 pub fn interpolate<B: Backend>(
     be: &B,
-    model: &ConsistencyModel,
+    model: &Model,
     params: &BTensor<B>,
     seed_a: u64,
     seed_b: u64,
@@ -211,7 +211,7 @@ pub fn interpolate<B: Backend>(
 /// result is a digit shaped like the drawing. Noise streams as in [`crate::sample::sample`].
 pub fn sdedit<B: Backend>(
     be: &B,
-    model: &ConsistencyModel,
+    model: &Model,
     params: &BTensor<B>,
     strokes: &BTensor<B>,
     t_start: f64,

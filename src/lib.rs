@@ -10,7 +10,9 @@
 //! - [`random`]: Philox counter-based random numbers, shared by both backends.
 //! - [`data`]: the IDX format (plain or gzipped, validated) and the MNIST digits.
 //! - [`nn`]: layers with hand-written backward passes, and the reference U-Net.
-//! - [`model`]: the consistency function `f(x, t)` around the network (parameterization).
+//! - [`model`]: the network in a preconditioning: the consistency function `f(x, t)`, or the
+//!   EDM denoiser `D(x, t)` of the diffusion teacher.
+//! - [`ode`]: the probability-flow ODE's Euler and Heun steps and the teacher's sampler.
 //! - [`schedule`]: the schedule math of consistency training (parameterization, time grid, CT and
 //!   improved-CT curricula, choice of noise level, weighting), in f64 on the host.
 //! - [`train`]: consistency training (CT and improved CT), one recorded step at a time.
@@ -33,6 +35,7 @@ pub mod gpu;
 pub mod image;
 pub mod model;
 pub mod nn;
+pub mod ode;
 pub mod random;
 pub mod sample;
 pub mod schedule;

@@ -1,18 +1,40 @@
-//! The consistency function of `consistency-models.md`, section 2:
-//! `f(x, t) = c_skip(t) x + c_out(t) F(c_in(t) x, c_noise(t))`, with F the reference U-Net.
-//! `c_skip(eps) = 1` and `c_out(eps) = 0` exactly, so the boundary condition `f(x, eps) = x`
-//! holds exactly, whatever the weights.
+//! The reference U-Net wrapped in a preconditioning: `out(x, t) = c_skip(t) x + c_out(t)
+//! F(c_in(t) x, c_noise(t))`. Two choices of coefficients (`consistency-models.md`):
+//! - the consistency function of section 2, where `c_skip(eps) = 1` and `c_out(eps) = 0`
+//!   exactly, so the boundary condition `f(x, eps) = x` holds exactly, whatever the weights;
+//! - the EDM denoiser of section 4 (the diffusion teacher), `D(x, t)`, an estimate of
+//!   `E[x_0 | x_t]` whose probability-flow ODE is `dx/dt = (x - D(x, t)) / t`.
 
 use crate::backend::{BTensor, Backend};
 use crate::nn::unet::UNetCache;
 use crate::nn::{UNet, Widths};
 use crate::schedule;
 
-pub struct ConsistencyModel {
-    pub net: UNet,
+/// Which coefficients wrap the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preconditioning {
+    /// Section 2: the consistency function `f_theta`.
+    Consistency,
+    /// Section 4: the EDM denoiser `D_phi`, trained by denoising score matching.
+    Denoiser,
 }
 
-/// What [`ConsistencyModel::backward`] needs from the forward.
+impl Preconditioning {
+    /// `(c_skip, c_out)` at time t.
+    pub fn skip_and_out(self, t: f64) -> (f64, f64) {
+        match self {
+            Preconditioning::Consistency => (schedule::c_skip(t), schedule::c_out(t)),
+            Preconditioning::Denoiser => (schedule::edm_c_skip(t), schedule::edm_c_out(t)),
+        }
+    }
+}
+
+pub struct Model {
+    pub net: UNet,
+    pub preconditioning: Preconditioning,
+}
+
+/// What [`Model::backward`] needs from the forward.
 pub struct Cache<B: Backend> {
     c_out: BTensor<B>,
     net: UNetCache<B>,
@@ -28,25 +50,31 @@ struct Coefficients<B: Backend> {
 }
 
 impl<B: Backend> Coefficients<B> {
-    fn new(be: &B, times: &[f64]) -> Self {
+    fn new(be: &B, preconditioning: Preconditioning, times: &[f64]) -> Self {
         let n = times.len();
-        let tensor = |f: fn(f64) -> f64| be.upload(&times.iter().map(|&t| f(t) as f32).collect::<Vec<_>>(), &[n]);
+        let tensor = |f: &dyn Fn(f64) -> f64| be.upload(&times.iter().map(|&t| f(t) as f32).collect::<Vec<_>>(), &[n]);
         Coefficients {
-            c_skip: tensor(schedule::c_skip),
-            c_out: tensor(schedule::c_out),
-            c_in: tensor(schedule::c_in),
-            c_noise: tensor(schedule::c_noise),
+            c_skip: tensor(&|t| preconditioning.skip_and_out(t).0),
+            c_out: tensor(&|t| preconditioning.skip_and_out(t).1),
+            c_in: tensor(&schedule::c_in),
+            c_noise: tensor(&schedule::c_noise),
             zero: be.zeros(&[n]),
         }
     }
 }
 
-impl ConsistencyModel {
+impl Model {
+    /// A consistency model (section 2).
     pub fn new(widths: Widths) -> Self {
-        ConsistencyModel { net: UNet::new(widths) }
+        Model { net: UNet::new(widths), preconditioning: Preconditioning::Consistency }
     }
 
-    /// `f(x, t)` for a batch x `[N, 1, H, W]` with one noise level per sample (`times`, in
+    /// An EDM denoiser (section 4): the diffusion teacher.
+    pub fn denoiser(widths: Widths) -> Self {
+        Model { net: UNet::new(widths), preconditioning: Preconditioning::Denoiser }
+    }
+
+    /// `f(x, t)` (or `D(x, t)`) for a batch x `[N, 1, H, W]` with one noise level per sample (`times`, in
     /// [eps, T]). Returns the output and what the backward needs (drop it when sampling).
     pub fn forward<B: Backend>(
         &self,
@@ -56,7 +84,7 @@ impl ConsistencyModel {
         times: &[f64],
     ) -> (BTensor<B>, Cache<B>) {
         assert_eq!(times.len(), x.dim(0), "one noise level per sample");
-        let c = Coefficients::new(be, times);
+        let c = Coefficients::new(be, self.preconditioning, times);
         let scaled = be.empty(&x.shape);
         be.scale_add(&c.c_in, x, &c.zero, x, &scaled);
         let (f_net, net) = self.net.forward(be, params, &scaled, &c.c_noise);

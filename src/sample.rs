@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use crate::backend::{BTensor, Backend, RandomKey};
 use crate::image::SIDE;
-use crate::model::ConsistencyModel;
+use crate::model::Model;
 use crate::schedule::{EPS, T};
 
 /// `count` samples `[count, 1, 28, 28]` (not clamped) from weights `params`: `x = f(T z, T)`,
@@ -17,7 +17,7 @@ use crate::schedule::{EPS, T};
 /// with fresh noise z. The noise of refinement step s is Philox stream s + 1 (stream 0 is x_T).
 pub fn sample<B: Backend>(
     be: &B,
-    model: &ConsistencyModel,
+    model: &Model,
     params: &BTensor<B>,
     count: usize,
     time_points: &[f64],
@@ -30,7 +30,7 @@ pub fn sample<B: Backend>(
 /// CPU workers each draw a slice of one batch, and together give exactly `sample`'s digits.
 pub fn sample_rows<B: Backend>(
     be: &B,
-    model: &ConsistencyModel,
+    model: &Model,
     params: &BTensor<B>,
     rows: Range<usize>,
     time_points: &[f64],
@@ -103,7 +103,7 @@ pub(crate) fn noised<B: Backend>(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start<B: Backend>(
     be: &B,
-    model: &ConsistencyModel,
+    model: &Model,
     params: &BTensor<B>,
     x0: Option<&BTensor<B>>,
     shape: &[usize],
@@ -119,7 +119,7 @@ pub(crate) fn start<B: Backend>(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn refine_step<B: Backend>(
     be: &B,
-    model: &ConsistencyModel,
+    model: &Model,
     params: &BTensor<B>,
     x: &BTensor<B>,
     tau: f64,
@@ -138,7 +138,7 @@ pub(crate) fn refine_step<B: Backend>(
 /// its noise from stream s + 1, after the start's stream 0.
 pub(crate) fn refine<B: Backend>(
     be: &B,
-    model: &ConsistencyModel,
+    model: &Model,
     params: &BTensor<B>,
     mut x: BTensor<B>,
     time_points: &[f64],

@@ -45,6 +45,31 @@ pub fn c_noise(t: f64) -> f64 {
     0.25 * t.ln()
 }
 
+// Section 4, the EDM denoiser D(x, t) = c_skip_edm(t) x + c_out_edm(t) F(c_in(t) x, c_noise(t))
+// (c_in and c_noise as above), trained by denoising score matching with ln t ~ N(P_MEAN_EDM,
+// P_STD_EDM^2) and weight lambda_edm(t).
+
+/// Mean of ln t in the EDM teacher's denoising score matching.
+pub const P_MEAN_EDM: f64 = -1.2;
+/// Standard deviation of ln t in the EDM teacher's denoising score matching.
+pub const P_STD_EDM: f64 = 1.2;
+
+/// The EDM denoiser's skip weight: 1 at t = 0 (no noise: the input is the answer).
+pub fn edm_c_skip(t: f64) -> f64 {
+    SIGMA_DATA * SIGMA_DATA / (t * t + SIGMA_DATA * SIGMA_DATA)
+}
+
+/// The EDM denoiser's output weight.
+pub fn edm_c_out(t: f64) -> f64 {
+    t * SIGMA_DATA / (t * t + SIGMA_DATA * SIGMA_DATA).sqrt()
+}
+
+/// The EDM loss weight `(t^2 + sigma_data^2) / (t sigma_data)^2`, which makes the loss of the
+/// network's output unit-scaled at every t.
+pub fn edm_lambda(t: f64) -> f64 {
+    (t * t + SIGMA_DATA * SIGMA_DATA) / (t * SIGMA_DATA).powi(2)
+}
+
 /// Section 1, "Time grid (Karras et al.)": `n` times ascending from t_1 = EPS to t_n = T, evenly
 /// spaced in t^(1/rho), so that most of them lie at low noise where the trajectories bend.
 /// The endpoints are set exactly: (eps^(1/rho))^rho itself is eps only up to rounding.

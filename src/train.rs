@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use crate::backend::{AdamStep, BTensor, Backend, Metric, RandomKey};
 use crate::checkpoint::{self, Checkpoint};
-use crate::model::ConsistencyModel;
+use crate::model::Model;
 use crate::random;
 use crate::schedule::{self, CtKind, CtSchedule, IndexChoice, NoiseLevels, Weighting};
 
@@ -23,9 +23,31 @@ const STREAM_BATCH: u32 = 0;
 const STREAM_NOISE: u32 = 1;
 const STREAM_LEVEL: u32 = 2;
 
-/// Everything that defines a consistency-training run besides the network.
+/// What a run trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Objective {
+    /// A consistency model by consistency training (sections 5 and 6).
+    Consistency,
+    /// The EDM diffusion teacher by denoising score matching (section 4):
+    /// `lambda(t) ||D(x + t z, t) - x||^2` with ln t ~ N(-1.2, 1.2^2). Its network is a
+    /// [`Model::denoiser`]; the curriculum, weighting and metric of the config are not used.
+    Denoising,
+}
+
+impl Objective {
+    /// The network a run of this objective trains.
+    pub fn model(self, widths: crate::nn::Widths) -> Model {
+        match self {
+            Objective::Consistency => Model::new(widths),
+            Objective::Denoising => Model::denoiser(widths),
+        }
+    }
+}
+
+/// Everything that defines a training run besides the network.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CtConfig {
+pub struct TrainConfig {
+    pub objective: Objective,
     pub schedule: CtSchedule,
     pub index_choice: IndexChoice,
     pub weighting: Weighting,
@@ -40,13 +62,13 @@ pub struct CtConfig {
     pub seed: u64,
 }
 
-impl CtConfig {
+impl TrainConfig {
     /// Improved consistency training (section 6), the default recipe: pseudo-Huber loss with
     /// c = 0.00054 sqrt(784), lambda = 1/(t_{n+1} - t_n), lognormal n, the exponential curriculum
     /// from 11 to 161 grid points over `total_steps`, and mu = 0. Ending at s1 = 160 rather than
     /// the paper's 1280 suits runs of a few thousand steps (`shared/docs/recipes.md`).
     pub fn improved(total_steps: u32) -> Self {
-        CtConfig {
+        TrainConfig {
             schedule: CtSchedule { kind: CtKind::Improved { s0: 10, s1: 160 }, total_steps },
             index_choice: IndexChoice::Lognormal,
             weighting: Weighting::InverseStep,
@@ -58,7 +80,8 @@ impl CtConfig {
     /// The original consistency training (section 5, Algorithm 3): squared L2 loss, uniform n,
     /// N(k) growing from 2 to 151 points over `total_steps`, and the EMA teacher with mu0 = 0.9.
     pub fn original(total_steps: u32) -> Self {
-        CtConfig {
+        TrainConfig {
+            objective: Objective::Consistency,
             schedule: CtSchedule { kind: CtKind::Original { s0: 2, s1: 150, mu0: 0.9 }, total_steps },
             index_choice: IndexChoice::Uniform,
             weighting: Weighting::Uniform,
@@ -71,8 +94,20 @@ impl CtConfig {
         }
     }
 
+    /// The EDM diffusion teacher (section 4): denoising score matching, batch 64, Adam 2e-4,
+    /// the sampling EMA as for consistency models. `total_steps` only sizes the run's plan.
+    pub fn teacher(total_steps: u32) -> Self {
+        TrainConfig { objective: Objective::Denoising, metric: Metric::L2, ..Self::original(total_steps) }
+    }
+
     /// One line for logs and the page: recipe, curriculum, loss, batch, lr, seed.
     pub fn describe(&self) -> String {
+        if self.objective == Objective::Denoising {
+            return format!(
+                "EDM teacher (denoising score matching, ln t ~ N(-1.2, 1.2^2)) K={} batch={} lr={} seed={}",
+                self.schedule.total_steps, self.batch, self.lr, self.seed
+            );
+        }
         let schedule = match self.schedule.kind {
             CtKind::Original { s0, s1, mu0 } => format!("original CT s0={s0} s1={s1} mu0={mu0}"),
             CtKind::Improved { s0, s1 } => format!("improved CT s0={s0} s1={s1}"),
@@ -89,7 +124,7 @@ impl CtConfig {
         )
     }
 
-    /// The sampling EMA's decay at step k (see [`CtConfig::sampling_ema`]).
+    /// The sampling EMA's decay at step k (see [`TrainConfig::sampling_ema`]).
     pub fn sampling_ema_at(&self, k: u32) -> f32 {
         self.sampling_ema.min((1.0 + k as f32) / (10.0 + k as f32))
     }
@@ -98,9 +133,9 @@ impl CtConfig {
 /// The two recipes a person picks between.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecipeKind {
-    /// [`CtConfig::improved`], the default.
+    /// [`TrainConfig::improved`], the default.
     Improved,
-    /// [`CtConfig::original`].
+    /// [`TrainConfig::original`].
     Original,
 }
 
@@ -130,11 +165,11 @@ pub struct Recipe {
 
 impl Recipe {
     /// The full configuration, or a message naming the knob that is out of range.
-    pub fn config(&self) -> crate::Result<CtConfig> {
+    pub fn config(&self) -> crate::Result<TrainConfig> {
         let invalid = |m: String| Err(crate::Error::Invalid(m));
         let mut config = match self.kind {
-            RecipeKind::Improved => CtConfig::improved(self.total_steps),
-            RecipeKind::Original => CtConfig::original(self.total_steps),
+            RecipeKind::Improved => TrainConfig::improved(self.total_steps),
+            RecipeKind::Original => TrainConfig::original(self.total_steps),
         };
         match &mut config.schedule.kind {
             CtKind::Original { s0, s1, .. } | CtKind::Improved { s0, s1 } => {
@@ -161,15 +196,15 @@ impl Recipe {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return invalid(format!("the learning rate must be positive, got {}", self.lr));
         }
-        Ok(CtConfig { batch: self.batch, lr: self.lr, seed: self.seed, ..config })
+        Ok(TrainConfig { batch: self.batch, lr: self.lr, seed: self.seed, ..config })
     }
 }
 
 /// The state of a run on one backend: online weights theta, target theta_minus, the sampling
 /// EMA, Adam's moments, and the training set on the device.
 pub struct Trainer<B: Backend> {
-    pub model: ConsistencyModel,
-    pub config: CtConfig,
+    pub model: Model,
+    pub config: TrainConfig,
     pub params: BTensor<B>,
     pub target: BTensor<B>,
     pub ema: BTensor<B>,
@@ -192,7 +227,7 @@ struct Levels {
 impl<B: Backend> Trainer<B> {
     /// A new run from initial weights `init` (the layout of `model.net`) on `images`, a u8
     /// dataset of 28x28 digits one after another.
-    pub fn new(be: &B, model: ConsistencyModel, config: CtConfig, init: &[f32], images: &[u8]) -> Self {
+    pub fn new(be: &B, model: Model, config: TrainConfig, init: &[f32], images: &[u8]) -> Self {
         let len = model.net.layout.len;
         assert_eq!(init.len(), len, "initial weights do not match the network");
         assert!(!images.is_empty() && images.len().is_multiple_of(PIXELS), "images must be whole 28x28 digits");
@@ -216,7 +251,7 @@ impl<B: Backend> Trainer<B> {
     /// Continues the run saved in `checkpoint` on `images`. The rest of the run is exactly the
     /// one the saved run would have taken (every draw is keyed by seed, step and stream).
     pub fn resume(be: &B, checkpoint: &Checkpoint, images: &[u8]) -> Self {
-        let model = ConsistencyModel::new(checkpoint.widths);
+        let model = checkpoint.model();
         let [online, target, ema, m, v] = &checkpoint.states;
         let mut trainer = Trainer::new(be, model, checkpoint.config.clone(), online, images);
         let len = online.len();
@@ -290,22 +325,66 @@ impl<B: Backend> Trainer<B> {
     /// the whole batch's size, so the gradients of disjoint slices add up to the batch's
     /// gradient: this is how the page's CPU workers split a step (data parallelism).
     pub fn gradients(&mut self, be: &B, rows: Range<usize>) -> BTensor<B> {
-        let c = &self.config;
-        let batch = c.batch;
+        let batch = self.config.batch;
         assert!(rows.start < rows.end && rows.end <= batch, "rows {rows:?} of a batch of {batch}");
-        let count = rows.len();
-        let levels = self.draw_levels(c.schedule.discretization(self.step), rows.clone());
+        match self.config.objective {
+            Objective::Consistency => self.consistency_gradients(be, rows),
+            Objective::Denoising => self.denoising_gradients(be, rows),
+        }
+    }
 
-        // x ~ data, z ~ N(0, I), one z shared by both points of the trajectory. The draws are
-        // made for the batch up to the last row and the slice's rows kept (a few kB of random
-        // numbers, against a network evaluation per row).
+    /// The data and noise of samples `rows` of the step's batch: x ~ data, z ~ N(0, I). The
+    /// draws are made for the batch up to the last row and the slice's rows kept (a few kB of
+    /// random numbers, against a network evaluation per row).
+    fn data_and_noise(&self, be: &B, rows: Range<usize>) -> (BTensor<B>, BTensor<B>) {
+        let count = rows.len();
         let index = be.empty(&[rows.end]);
         be.random_index(self.key(STREAM_BATCH), self.data_count as u32, &index);
         let x = be.empty(&[count, PIXELS]);
         be.gather_rows(&self.data, PIXELS, &be.rows(&index, rows.clone()), &x);
         let z = be.empty(&[rows.end, PIXELS]);
         be.random_normal(self.key(STREAM_NOISE), &z);
-        let z = be.rows(&z, rows.clone());
+        (x, be.rows(&z, rows))
+    }
+
+    /// Section 4's denoising score matching for the EDM teacher: per sample ln t ~ N(-1.2,
+    /// 1.2^2) and the loss `lambda(t) mean_pixels (D(x + t z, t) - x)^2`.
+    fn denoising_gradients(&mut self, be: &B, rows: Range<usize>) -> BTensor<B> {
+        let (count, batch) = (rows.len(), self.config.batch);
+        let key = self.key(STREAM_LEVEL);
+        let times: Vec<f64> = (rows.start as u32..rows.end as u32)
+            .map(|b| (schedule::P_MEAN_EDM + schedule::P_STD_EDM * random::normal(key, b) as f64).exp())
+            .collect();
+        let (x, z) = self.data_and_noise(be, rows);
+        let ones = be.upload(&vec![1.0; count], &[count]);
+        let t = be.upload(&times.iter().map(|&t| t as f32).collect::<Vec<_>>(), &[count]);
+        let noisy = be.empty(&[count, 1, 28, 28]);
+        be.scale_add(&ones, &x, &t, &z, &noisy);
+        let (denoised, cache) = self.model.forward(be, &self.params, &noisy, &times);
+        let denoised = denoised.reshape(&[count, PIXELS]);
+        // The weights carry this slice's share of the batch mean, as in consistency training.
+        let share = count as f64 / batch as f64;
+        let weight: Vec<f32> = times.iter().map(|&t| (schedule::edm_lambda(t) * share) as f32).collect();
+        let weight = be.upload(&weight, &[count]);
+        let (per_sample, stats) = (be.empty(&[count]), be.empty(&[count]));
+        be.loss(Metric::L2, &denoised, &x, &weight, &per_sample, &stats);
+        let loss = be.empty(&[1]);
+        be.sum(&per_sample, &loss, false, 1.0 / count as f32);
+        let d_out = be.empty(&[count, 1, 28, 28]);
+        be.loss_backward(Metric::L2, &denoised, &x, &weight, &stats, &d_out.reshape(&[count, PIXELS]));
+        self.model.backward(be, &self.params, &self.grads, &cache, &d_out);
+        loss
+    }
+
+    /// Consistency training (Algorithm 3 with the iCT switches) on samples `rows` of the batch.
+    fn consistency_gradients(&mut self, be: &B, rows: Range<usize>) -> BTensor<B> {
+        let c = &self.config;
+        let batch = c.batch;
+        let count = rows.len();
+        let levels = self.draw_levels(c.schedule.discretization(self.step), rows.clone());
+
+        // x ~ data, z ~ N(0, I), one z shared by both points of the trajectory.
+        let (x, z) = self.data_and_noise(be, rows);
         let ones = be.upload(&vec![1.0; count], &[count]);
         let noised = |t: &[f64]| {
             let t = be.upload(&t.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[count]);

@@ -26,7 +26,7 @@ use crate::eval::classifier::to_model_range;
 use crate::eval::Evaluator;
 use crate::gpu::context::AdapterSummary;
 use crate::gpu::GpuContext;
-use crate::model::ConsistencyModel;
+use crate::model::Model;
 use crate::nn::Widths;
 use crate::train::{LossKind, Recipe, RecipeKind, Trainer};
 use crate::{edit, image, sample, selftest, Error};
@@ -200,7 +200,7 @@ struct Session<B: Backend> {
     be: B,
     /// The run as last loaded, started or read back: what a failure falls back to.
     saved: Checkpoint,
-    model: ConsistencyModel,
+    model: Model,
     /// `saved`'s EMA weights on the device, for sampling when no trainer is live.
     weights: Option<BTensor<B>>,
     trainer: Option<Trainer<B>>,
@@ -210,12 +210,12 @@ struct Session<B: Backend> {
 
 impl<B: Backend> Session<B> {
     fn new(be: B, saved: Checkpoint) -> Self {
-        Session { model: ConsistencyModel::new(saved.widths), be, saved, weights: None, trainer: None, images: None }
+        Session { model: saved.model(), be, saved, weights: None, trainer: None, images: None }
     }
 
     /// Replaces the run (a loaded file or a fresh start); the training digits stay.
     fn replace(&mut self, saved: Checkpoint) {
-        self.model = ConsistencyModel::new(saved.widths);
+        self.model = saved.model();
         self.saved = saved;
         self.weights = None;
         self.trainer = None;

@@ -8,21 +8,21 @@ use std::collections::HashMap;
 use common::*;
 use consistency::backend::Backend;
 use consistency::checkpoint::{Checkpoint, FORMAT};
-use consistency::model::ConsistencyModel;
+use consistency::model::Model;
 use consistency::nn::Widths;
-use consistency::train::{CtConfig, Trainer};
+use consistency::train::{TrainConfig, Trainer};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 fn images() -> Vec<u8> {
     random_vec(12 * 784, 5).iter().map(|v| ((v + 1.0) * 127.5) as u8).collect()
 }
 
-fn config() -> CtConfig {
-    CtConfig { batch: 3, lr: 1e-3, seed: 9, ..CtConfig::improved(8) }
+fn config() -> TrainConfig {
+    TrainConfig { batch: 3, lr: 1e-3, seed: 9, ..TrainConfig::improved(8) }
 }
 
-fn new_trainer<B: Backend>(be: &B, config: &CtConfig) -> Trainer<B> {
-    let model = ConsistencyModel::new(Widths::TINY);
+fn new_trainer<B: Backend>(be: &B, config: &TrainConfig) -> Trainer<B> {
+    let model = Model::new(Widths::TINY);
     let init = model.net.layout.init(config.seed);
     Trainer::new(be, model, config.clone(), &init, &images())
 }
@@ -46,7 +46,7 @@ fn a_checkpoint_round_trips_through_bytes() {
     let loaded = Checkpoint::from_bytes(&saved.to_bytes().unwrap()).unwrap();
     assert_eq!(loaded, saved);
     // The original recipe's EMA teacher (mu0) and its metric survive too.
-    let original = Checkpoint { config: CtConfig { seed: 3, ..CtConfig::original(100) }, ..saved };
+    let original = Checkpoint { config: TrainConfig { seed: 3, ..TrainConfig::original(100) }, ..saved };
     assert_eq!(Checkpoint::from_bytes(&original.to_bytes().unwrap()).unwrap(), original);
 }
 
@@ -192,4 +192,20 @@ fn randomly_damaged_checkpoints_never_panic() {
         }
     }
     assert!(accepted < 3000, "some damage must be refused");
+}
+
+/// A teacher's checkpoint says so, and comes back as a teacher (a denoiser network); the shipped
+/// model, written before teachers existed, reads as a consistency run.
+#[test]
+fn the_objective_round_trips_and_old_files_are_consistency_runs() {
+    use consistency::model::Preconditioning;
+    use consistency::train::Objective;
+    let teacher = Checkpoint::start(Widths::TINY, TrainConfig { seed: 2, ..TrainConfig::teacher(50) });
+    let back = Checkpoint::from_bytes(&teacher.to_bytes().unwrap()).unwrap();
+    assert_eq!(back, teacher);
+    assert_eq!(back.config.objective, Objective::Denoising);
+    assert_eq!(back.model().preconditioning, Preconditioning::Denoiser);
+    let shipped = Checkpoint::from_bytes(&std::fs::read("assets/consistency-small.safetensors").unwrap()).unwrap();
+    assert_eq!(shipped.config.objective, Objective::Consistency);
+    assert_eq!(shipped.model().preconditioning, Preconditioning::Consistency);
 }

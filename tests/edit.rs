@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use consistency::backend::{BTensor, Backend, RandomKey};
 use consistency::edit::{self, denoise, inpaint, interpolate, sdedit, super_resolve, zero_shot};
-use consistency::model::ConsistencyModel;
+use consistency::model::Model;
 use consistency::nn::Widths;
 use consistency::random;
 use consistency::sample::sample;
@@ -18,11 +18,11 @@ use consistency::schedule::{c_skip, EPS, T};
 const SIDE: usize = 28;
 const PIXELS: usize = SIDE * SIDE;
 
-fn model() -> ConsistencyModel {
-    ConsistencyModel::new(Widths::TINY)
+fn model() -> Model {
+    Model::new(Widths::TINY)
 }
 
-fn weights<B: Backend>(be: &B, model: &ConsistencyModel) -> BTensor<B> {
+fn weights<B: Backend>(be: &B, model: &Model) -> BTensor<B> {
     let init = model.net.layout.init(9);
     be.upload(&init, &[init.len()])
 }
@@ -287,7 +287,7 @@ fn trained_model_denoises_its_own_digits() {
     };
     let saved = consistency::checkpoint::Checkpoint::from_bytes(&bytes).unwrap();
     let be = cpu();
-    let model = ConsistencyModel::new(saved.widths);
+    let model = Model::new(saved.widths);
     let p = be.upload(saved.ema(), &[saved.ema().len()]);
     let count = 8;
     let clean = read(&be, &sample(&be, &model, &p, count, &[0.8], 24).unwrap());

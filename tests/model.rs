@@ -4,13 +4,13 @@ mod common;
 
 use common::*;
 use consistency::backend::{BTensor, Backend};
-use consistency::model::ConsistencyModel;
+use consistency::model::Model;
 use consistency::nn::Widths;
 use consistency::schedule::{EPS, T};
 
 const N: usize = 3;
 
-fn setup(model: &ConsistencyModel) -> (Vec<f32>, Vec<f32>) {
+fn setup(model: &Model) -> (Vec<f32>, Vec<f32>) {
     let mut params = model.net.layout.init(3);
     for (p, j) in params.iter_mut().zip(random_vec(model.net.layout.len, 4)) {
         *p += 0.05 * j;
@@ -18,7 +18,7 @@ fn setup(model: &ConsistencyModel) -> (Vec<f32>, Vec<f32>) {
     (params, random_vec(N * 28 * 28, 5).iter().map(|v| 20.0 * v).collect())
 }
 
-fn forward<B: Backend>(be: &B, model: &ConsistencyModel, params: &[f32], x: &[f32], times: &[f64]) -> Vec<f32> {
+fn forward<B: Backend>(be: &B, model: &Model, params: &[f32], x: &[f32], times: &[f64]) -> Vec<f32> {
     let p = be.upload(params, &[params.len()]);
     let xt: BTensor<B> = be.upload(x, &[N, 1, 28, 28]);
     read(be, &model.forward(be, &p, &xt, times).0)
@@ -26,7 +26,7 @@ fn forward<B: Backend>(be: &B, model: &ConsistencyModel, params: &[f32], x: &[f3
 
 #[test]
 fn boundary_condition_holds_exactly() {
-    let model = ConsistencyModel::new(Widths::TINY);
+    let model = Model::new(Widths::TINY);
     let (params, x) = setup(&model);
     for (name, out) in [
         ("gpu", forward(&gpu(), &model, &params, &x, &[EPS; N])),
@@ -39,7 +39,7 @@ fn boundary_condition_holds_exactly() {
 /// Output and parameter gradients of `f` for output gradient `d_out`.
 fn forward_backward<B: Backend>(
     be: &B,
-    model: &ConsistencyModel,
+    model: &Model,
     params: &[f32],
     x: &[f32],
     times: &[f64],
@@ -55,7 +55,7 @@ fn forward_backward<B: Backend>(
 
 #[test]
 fn gpu_equals_cpu_forward_and_backward() {
-    let model = ConsistencyModel::new(Widths::TINY);
+    let model = Model::new(Widths::TINY);
     let (params, x) = setup(&model);
     let times = [EPS, 0.7, T];
     let d_out = random_vec(N * 28 * 28, 6);
@@ -71,7 +71,7 @@ fn gpu_equals_cpu_forward_and_backward() {
 #[test]
 fn backward_matches_finite_difference() {
     let be = cpu();
-    let model = ConsistencyModel::new(Widths::TINY);
+    let model = Model::new(Widths::TINY);
     let (params, x) = setup(&model);
     let times = [0.01, 0.7, T];
     let d_out = random_vec(N * 28 * 28, 7);

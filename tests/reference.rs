@@ -14,7 +14,7 @@ use consistency::backend::Backend;
 use consistency::checkpoint::Checkpoint;
 use consistency::data::mnist::{Mnist, Split};
 use consistency::image::to_gray;
-use consistency::model::ConsistencyModel;
+use consistency::model::Model;
 use consistency::nn::Widths;
 use consistency::sample::sample;
 use consistency::train::{Recipe, RecipeKind, Trainer};
@@ -51,7 +51,7 @@ fn compute() -> Vec<(String, Vec<f64>)> {
 
     let bytes = std::fs::read("assets/consistency-small.safetensors").expect("the shipped model");
     let pretrained = Checkpoint::from_bytes(&bytes).expect("a valid checkpoint");
-    let model = ConsistencyModel::new(pretrained.widths);
+    let model = Model::new(pretrained.widths);
     let ema = be.upload(pretrained.ema(), &[pretrained.ema().len()]);
     let digits = read(&be, &sample(&be, &model, &ema, SAMPLES, &[], SAMPLE_SEED).expect("valid time points"));
     vec![

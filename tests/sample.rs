@@ -5,20 +5,13 @@ mod common;
 
 use common::*;
 use consistency::backend::{Backend, RandomKey};
-use consistency::model::ConsistencyModel;
+use consistency::model::Model;
 use consistency::nn::Widths;
 use consistency::random;
 use consistency::sample::{sample, sample_rows};
 use consistency::schedule::{c_skip, T};
 
-fn draw<B: Backend>(
-    be: &B,
-    model: &ConsistencyModel,
-    params: &[f32],
-    count: usize,
-    points: &[f64],
-    seed: u64,
-) -> Vec<f32> {
+fn draw<B: Backend>(be: &B, model: &Model, params: &[f32], count: usize, points: &[f64], seed: u64) -> Vec<f32> {
     let p = be.upload(params, &[params.len()]);
     read(be, &sample(be, model, &p, count, points, seed).unwrap())
 }
@@ -26,7 +19,7 @@ fn draw<B: Backend>(
 #[test]
 fn one_step_with_a_zero_network_is_c_skip_times_the_start() {
     // With every weight zero, F = 0, so f(x_T, T) = c_skip(T) x_T with x_T = T z.
-    let model = ConsistencyModel::new(Widths::TINY);
+    let model = Model::new(Widths::TINY);
     let zeros = vec![0.0; model.net.layout.len];
     let out = draw(&cpu(), &model, &zeros, 2, &[], 5);
     let key = RandomKey { seed: 5, step: 0, stream: 0 };
@@ -36,7 +29,7 @@ fn one_step_with_a_zero_network_is_c_skip_times_the_start() {
 
 #[test]
 fn samples_on_gpu_equal_cpu_and_do_not_depend_on_batch_size() {
-    let model = ConsistencyModel::new(Widths::TINY);
+    let model = Model::new(Widths::TINY);
     let params = model.net.layout.init(9);
     for points in [&[][..], &[0.8][..], &[20.0, 2.0, 0.5][..]] {
         let on_gpu = draw(&gpu(), &model, &params, 3, points, 42);
@@ -49,7 +42,7 @@ fn samples_on_gpu_equal_cpu_and_do_not_depend_on_batch_size() {
 
 #[test]
 fn the_seed_decides_the_samples() {
-    let model = ConsistencyModel::new(Widths::TINY);
+    let model = Model::new(Widths::TINY);
     let params = model.net.layout.init(9);
     let be = cpu();
     assert_eq!(draw(&be, &model, &params, 2, &[1.0], 1), draw(&be, &model, &params, 2, &[1.0], 1));
@@ -58,7 +51,7 @@ fn the_seed_decides_the_samples() {
 
 #[test]
 fn bad_time_points_are_refused() {
-    let model = ConsistencyModel::new(Widths::TINY);
+    let model = Model::new(Widths::TINY);
     let be = cpu();
     let p = be.zeros(&[model.net.layout.len]);
     for points in [&[80.0][..], &[0.001][..], &[1.0, 2.0][..], &[f64::NAN][..]] {
@@ -71,7 +64,7 @@ fn bad_time_points_are_refused() {
 /// the whole batch, on both backends.
 #[test]
 fn a_batch_sampled_in_slices_is_the_whole_batch() {
-    let model = ConsistencyModel::new(Widths::TINY);
+    let model = Model::new(Widths::TINY);
     let params = model.net.layout.init(9);
     let slices = |be: &dyn Fn(std::ops::Range<usize>) -> Vec<f32>| [be(0..2), be(2..3), be(3..5)].concat();
     for points in [&[][..], &[2.0, 0.5][..]] {

@@ -5,13 +5,14 @@ mod common;
 
 use common::*;
 use consistency::backend::{Backend, Metric};
-use consistency::model::ConsistencyModel;
+use consistency::model::Model;
 use consistency::nn::Widths;
 use consistency::schedule::{CtKind, CtSchedule, IndexChoice, Weighting};
-use consistency::train::{CtConfig, Trainer};
+use consistency::train::{Objective, TrainConfig, Trainer};
 
-fn config(kind: CtKind, metric: Metric, batch: usize) -> CtConfig {
-    CtConfig {
+fn config(kind: CtKind, metric: Metric, batch: usize) -> TrainConfig {
+    TrainConfig {
+        objective: Objective::Consistency,
         schedule: CtSchedule { kind, total_steps: 100 },
         index_choice: IndexChoice::Lognormal,
         weighting: Weighting::InverseStep,
@@ -25,8 +26,8 @@ fn config(kind: CtKind, metric: Metric, batch: usize) -> CtConfig {
 }
 
 /// Losses of `steps` steps and the final online, target and EMA weights.
-fn train<B: Backend>(be: &B, config: &CtConfig, images: &[u8], steps: usize) -> (Vec<f32>, [Vec<f32>; 3]) {
-    let model = ConsistencyModel::new(Widths::TINY);
+fn train<B: Backend>(be: &B, config: &TrainConfig, images: &[u8], steps: usize) -> (Vec<f32>, [Vec<f32>; 3]) {
+    let model = config.objective.model(Widths::TINY);
     let init = model.net.layout.init(config.seed);
     let mut trainer = Trainer::new(be, model, config.clone(), &init, images);
     let losses = (0..steps).map(|_| read(be, &trainer.step(be))[0]).collect();
@@ -69,7 +70,7 @@ fn a_short_tiny_run_lowers_the_loss() {
         .expect("MNIST in data/mnist (scripts/fetch-mnist)");
     let images = &mnist.images[..2000 * 784];
     let be = cpu();
-    let mut config = CtConfig { batch: 16, lr: 1e-3, seed: 4, ..CtConfig::improved(1) };
+    let mut config = TrainConfig { batch: 16, lr: 1e-3, seed: 4, ..TrainConfig::improved(1) };
     config.schedule.kind = CtKind::Improved { s0: 20, s1: 20 };
     let (losses, _) = train(&be, &config, images, 200);
     let mean = |l: &[f32]| l.iter().sum::<f32>() / l.len() as f32;
@@ -82,7 +83,7 @@ fn run_reads_the_mean_loss_of_a_chunk_and_refuses_a_non_finite_one() {
     let images: Vec<u8> = random_vec(10 * 784, 5).iter().map(|v| ((v + 1.0) * 127.5) as u8).collect();
     let be = cpu();
     let config = config(CtKind::Original { s0: 2, s1: 150, mu0: 0.9 }, Metric::L2, 2);
-    let model = || ConsistencyModel::new(Widths::TINY);
+    let model = || Model::new(Widths::TINY);
     let init = model().net.layout.init(config.seed);
 
     // The chunk's mean equals the mean of the same steps taken one at a time.
@@ -107,7 +108,7 @@ fn run_reads_the_mean_loss_of_a_chunk_and_refuses_a_non_finite_one() {
 fn a_step_split_into_slices_follows_the_whole_batch() {
     let images: Vec<u8> = random_vec(12 * 784, 8).iter().map(|v| ((v + 1.0) * 127.5) as u8).collect();
     let config = config(CtKind::Improved { s0: 10, s1: 1280 }, Metric::PseudoHuber { c: 0.03 }, 6);
-    let model = || ConsistencyModel::new(Widths::TINY);
+    let model = || Model::new(Widths::TINY);
     let init = model().net.layout.init(config.seed);
     let be = cpu();
 
@@ -137,4 +138,25 @@ fn a_step_split_into_slices_follows_the_whole_batch() {
     let cpu_loss = read(&be, &on_cpu.gradients(&be, 3..5))[0];
     assert_close("slice loss", &[gpu_loss], &[cpu_loss], 2e-3, 1e-6);
     assert_close("slice gradient", &read(&gpu, on_gpu.grads()), &read(&be, on_cpu.grads()), 2e-2, 1e-4);
+}
+
+/// The EDM teacher's denoising score matching (section 4): the same steps on both backends, and
+/// the loss of a short tiny run on real digits falls.
+#[test]
+fn teacher_steps_on_gpu_equal_cpu_and_a_short_run_lowers_the_loss() {
+    let images: Vec<u8> = random_vec(10 * 784, 6).iter().map(|v| ((v + 1.0) * 127.5) as u8).collect();
+    let config = TrainConfig { batch: 4, lr: 1e-3, seed: 7, ..TrainConfig::teacher(100) };
+    let (gpu_losses, gpu_weights) = train(&gpu(), &config, &images, 3);
+    let (cpu_losses, cpu_weights) = train(&cpu(), &config, &images, 3);
+    assert_close("teacher losses", &gpu_losses, &cpu_losses, 2e-3, 1e-6);
+    assert_weights_agree("teacher online", &gpu_weights[0], &cpu_weights[0], config.lr, 3);
+
+    let mnist = consistency::data::mnist::Mnist::load_split("data/mnist", consistency::data::mnist::Split::Train)
+        .expect("MNIST in data/mnist (scripts/fetch-mnist)");
+    let config = TrainConfig { batch: 16, lr: 1e-3, seed: 4, ..TrainConfig::teacher(200) };
+    let (losses, _) = train(&cpu(), &config, &mnist.images[..2000 * 784], 200);
+    let mean = |l: &[f32]| l.iter().sum::<f32>() / l.len() as f32;
+    let (first, last) = (mean(&losses[..40]), mean(&losses[160..]));
+    println!("teacher, tiny, batch 16: mean loss {first} (first 40 steps) -> {last} (last 40)");
+    assert!(last < 0.7 * first, "mean loss went from {first} (first 40 steps) to {last} (last 40)");
 }

@@ -10,9 +10,9 @@ use consistency::backend::gpu::GpuBackend;
 use consistency::backend::Backend;
 use consistency::checkpoint::Checkpoint;
 use consistency::data::mnist::{Mnist, Split};
-use consistency::model::ConsistencyModel;
+use consistency::model::Model;
 use consistency::nn::{UNet, Widths};
-use consistency::train::{CtConfig, LossKind, Recipe, RecipeKind, Trainer};
+use consistency::train::{LossKind, Recipe, RecipeKind, TrainConfig, Trainer};
 use consistency::{bench, image, sample, Error};
 use indicatif::{ProgressBar, ProgressStyle};
 use npyz::WriterBuilder;
@@ -366,7 +366,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> consistency::Result<()> {
     std::fs::rename(&partial, path).map_err(|e| io_error(path, e))
 }
 
-fn config_from_args(args: &TrainArgs) -> consistency::Result<CtConfig> {
+fn config_from_args(args: &TrainArgs) -> consistency::Result<TrainConfig> {
     Recipe {
         kind: match args.recipe {
             RecipeChoice::Improved => RecipeKind::Improved,
@@ -401,7 +401,7 @@ fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
             )));
         }
         let config = config_from_args(args)?;
-        let model = ConsistencyModel::new(Widths::parse(&args.config)?);
+        let model = Model::new(Widths::parse(&args.config)?);
         let init = model.net.layout.init(config.seed);
         Trainer::new(be, model, config, &init, &mnist.images)
     };
@@ -476,7 +476,7 @@ fn append(path: &Path, text: &str) -> consistency::Result<()> {
 
 fn sample<B: Backend>(be: &B, args: &SampleArgs) -> consistency::Result<()> {
     let saved = load_checkpoint(&args.checkpoint)?;
-    let model = ConsistencyModel::new(saved.widths);
+    let model = saved.model();
     let weights = if args.online { &saved.states[0] } else { saved.ema() };
     let params = be.upload(weights, &[weights.len()]);
     let started = Instant::now();
@@ -539,7 +539,7 @@ const SAMPLE_CHUNK: usize = 500;
 /// the set depends only on seed and count.
 fn draw<B: Backend>(
     be: &B,
-    model: &ConsistencyModel,
+    model: &Model,
     params: &consistency::backend::BTensor<B>,
     count: usize,
     time_points: &[f64],
@@ -566,7 +566,7 @@ fn eval<B: Backend>(be: &B, args: &EvalArgs) -> consistency::Result<()> {
     }
     let Some(path) = &args.checkpoint else { return Ok(()) };
     let saved = load_checkpoint(path)?;
-    let model = ConsistencyModel::new(saved.widths);
+    let model = saved.model();
     let params = be.upload(saved.ema(), &[saved.ema().len()]);
     println!("{}: step {}, {:?} {}", path.display(), saved.step, saved.widths, saved.config.describe());
     let mut row = Vec::new();
