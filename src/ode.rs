@@ -3,6 +3,8 @@
 //! grid: the baseline a consistency model is measured against (section 8), and the solver step
 //! of consistency distillation (section 4).
 
+use std::ops::Range;
+
 use crate::backend::{BTensor, Backend};
 use crate::image::SIDE;
 use crate::model::Model;
@@ -117,23 +119,24 @@ pub fn evaluations(solver: Solver, steps: usize) -> usize {
     }
 }
 
-/// `count` samples `[count, 1, 28, 28]` from the denoiser by integrating the ODE from T to eps
-/// in `steps` steps on the Karras grid of `steps + 1` points. The start is `T z` with z drawn as
-/// [`crate::sample::sample`] draws it, so both kinds of model start from the same noise for the
-/// same seed.
+/// Samples `rows` of a batch `[rows.len(), 1, 28, 28]` from the denoiser by integrating the ODE
+/// from T to eps in `steps` steps on the Karras grid of `steps + 1` points. The start is `T z`
+/// with z drawn as [`crate::sample::sample`] draws it, so both kinds of model start from the
+/// same noise for the same seed (and a slice of rows is exactly those rows of the batch).
 pub fn sample<B: Backend>(
     be: &B,
     denoiser: &impl Denoise<B>,
     solver: Solver,
     steps: usize,
-    count: usize,
+    rows: Range<usize>,
     seed: u64,
 ) -> crate::Result<BTensor<B>> {
     if steps == 0 {
         return Err(crate::Error::Invalid("the ODE sampler needs at least one step".into()));
     }
+    let count = rows.len();
     let grid: Vec<f64> = karras_grid(steps + 1).into_iter().rev().collect();
-    let mut x = noised(be, None, &[count, 1, SIDE, SIDE], T, seed, 0);
+    let mut x = noised(be, None, &[count, 1, SIDE, SIDE], T, seed, rows.start);
     for (i, pair) in grid.windows(2).enumerate() {
         let solver = if i + 1 == steps { Solver::Euler } else { solver };
         x = step(be, denoiser, solver, &x, &vec![pair[0]; count], &vec![pair[1]; count]);

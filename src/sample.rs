@@ -9,7 +9,8 @@ use std::ops::Range;
 
 use crate::backend::{BTensor, Backend, RandomKey};
 use crate::image::SIDE;
-use crate::model::Model;
+use crate::model::{Model, Preconditioning};
+use crate::ode::{self, Solver, Teacher};
 use crate::schedule::{EPS, T};
 
 /// `count` samples `[count, 1, 28, 28]` (not clamped) from weights `params`: `x = f(T z, T)`,
@@ -40,6 +41,73 @@ pub fn sample_rows<B: Backend>(
     let first = rows.start;
     let x = start(be, model, params, None, &[rows.len(), 1, SIDE, SIDE], T, seed, first);
     Ok(refine(be, model, params, x, time_points, seed, first))
+}
+
+/// How a model draws digits: a consistency model in one step from T plus Algorithm 1's
+/// refinement steps, or the diffusion teacher by integrating its probability-flow ODE.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Sampler {
+    Consistency { time_points: Vec<f64> },
+    Ode { solver: Solver, steps: usize },
+}
+
+impl Sampler {
+    /// The sampler of `model`'s kind: refinement `time_points` for a consistency model, `solver`
+    /// ("heun" or "euler") and `steps` for a teacher (which has no refinement points).
+    pub fn for_model(model: &Model, time_points: &[f64], solver: &str, steps: usize) -> crate::Result<Sampler> {
+        match model.preconditioning {
+            Preconditioning::Consistency => {
+                check_time_points(time_points, false)?;
+                Ok(Sampler::Consistency { time_points: time_points.to_vec() })
+            }
+            Preconditioning::Denoiser if !time_points.is_empty() => Err(crate::Error::Invalid(
+                "a diffusion teacher samples by its ODE solver: give --solver and --steps, not time points".into(),
+            )),
+            Preconditioning::Denoiser => {
+                if steps == 0 {
+                    return Err(crate::Error::Invalid("the ODE sampler needs at least one step".into()));
+                }
+                Ok(Sampler::Ode { solver: Solver::parse(solver)?, steps })
+            }
+        }
+    }
+
+    /// Network evaluations per sample.
+    pub fn evaluations(&self) -> usize {
+        match self {
+            Sampler::Consistency { time_points } => time_points.len() + 1,
+            Sampler::Ode { solver, steps } => ode::evaluations(*solver, *steps),
+        }
+    }
+
+    /// For logs and tables, e.g. "2 steps (80, 0.8)" or "heun, 18 steps (35 evaluations)".
+    pub fn describe(&self) -> String {
+        match self {
+            Sampler::Consistency { time_points } if time_points.is_empty() => "1 step".into(),
+            Sampler::Consistency { time_points } => {
+                let points: Vec<String> = time_points.iter().map(|t| t.to_string()).collect();
+                format!("{} steps ({T}, {})", time_points.len() + 1, points.join(", "))
+            }
+            Sampler::Ode { solver, steps } => {
+                format!("{}, {steps} steps ({} evaluations)", solver.name(), self.evaluations())
+            }
+        }
+    }
+
+    /// Rows `rows` of the batch this sampler draws with `seed`, with weights `params`.
+    pub fn sample<B: Backend>(
+        &self,
+        be: &B,
+        model: &Model,
+        params: &BTensor<B>,
+        rows: Range<usize>,
+        seed: u64,
+    ) -> crate::Result<BTensor<B>> {
+        match self {
+            Sampler::Consistency { time_points } => sample_rows(be, model, params, rows, time_points, seed),
+            Sampler::Ode { solver, steps } => ode::sample(be, &Teacher { model, params }, *solver, *steps, rows, seed),
+        }
+    }
 }
 
 /// Refuses time points that do not decrease strictly within (eps, T), or (eps, T] when

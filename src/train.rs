@@ -130,13 +130,15 @@ impl TrainConfig {
     }
 }
 
-/// The two recipes a person picks between.
+/// The recipes a person picks between.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecipeKind {
     /// [`TrainConfig::improved`], the default.
     Improved,
     /// [`TrainConfig::original`].
     Original,
+    /// [`TrainConfig::teacher`]: the EDM diffusion teacher.
+    Teacher,
 }
 
 /// The loss a person can put in place of the recipe's own.
@@ -170,7 +172,11 @@ impl Recipe {
         let mut config = match self.kind {
             RecipeKind::Improved => TrainConfig::improved(self.total_steps),
             RecipeKind::Original => TrainConfig::original(self.total_steps),
+            RecipeKind::Teacher => TrainConfig::teacher(self.total_steps),
         };
+        if self.kind == RecipeKind::Teacher && (self.loss.is_some() || self.s0.is_some() || self.s1.is_some()) {
+            return invalid("the teacher's loss is denoising score matching: no loss, s0 or s1 to set".into());
+        }
         match &mut config.schedule.kind {
             CtKind::Original { s0, s1, .. } | CtKind::Improved { s0, s1 } => {
                 *s0 = self.s0.unwrap_or(*s0);

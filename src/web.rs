@@ -28,6 +28,7 @@ use crate::gpu::context::AdapterSummary;
 use crate::gpu::GpuContext;
 use crate::model::Model;
 use crate::nn::Widths;
+use crate::sample::Sampler;
 use crate::train::{LossKind, Recipe, RecipeKind, Trainer};
 use crate::{edit, image, sample, selftest, Error};
 
@@ -340,8 +341,10 @@ impl<B: Backend> Session<B> {
         if rows.start >= rows.end {
             return Err(Error::Invalid(format!("no digits to sample in rows {rows:?}")));
         }
+        // A teacher's run (from `cm train --recipe teacher`) samples by its ODE: Heun, 18 steps.
+        let sampler = Sampler::for_model(&self.model, time_points, "heun", 18)?;
         let params = self.sampling_weights().clone();
-        let x = sample::sample_rows(&self.be, &self.model, &params, rows, time_points, seed)?;
+        let x = sampler.sample(&self.be, &self.model, &params, rows, seed)?;
         Ok(image::to_gray(&self.be.read(&x).await?))
     }
 }

@@ -92,3 +92,75 @@ fn bad_input_gets_a_clear_error() {
     );
     fails_with(&["train", "--s0", "5", "--s1", "2", "--backend", "cpu", "--out", fresh.to_str().unwrap()], "s0 <= s1");
 }
+
+/// The diffusion teacher from the command line: trained by `--recipe teacher`, sampled by its ODE
+/// solver, measured by `eval --ode`, and refused what only consistency models take.
+#[test]
+fn a_teacher_trains_samples_by_its_solver_and_evaluates() {
+    let dir = scratch("cli-teacher");
+    let out = dir.join("teacher.safetensors");
+    let out = out.to_str().unwrap();
+    let text = succeeds(&[
+        "train",
+        "--recipe",
+        "teacher",
+        "--config",
+        "tiny",
+        "--steps",
+        "4",
+        "--batch",
+        "4",
+        "--backend",
+        "cpu",
+        "--out",
+        out,
+    ]);
+    assert!(text.contains("EDM teacher"), "{text}");
+    let png = dir.join("teacher.png");
+    let text = succeeds(&[
+        "sample",
+        "--checkpoint",
+        out,
+        "--count",
+        "4",
+        "--solver",
+        "euler",
+        "--steps",
+        "3",
+        "--backend",
+        "cpu",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(text.contains("euler, 3 steps (3 evaluations)"), "{text}");
+    assert!(std::fs::metadata(&png).unwrap().len() > 0);
+    let text = succeeds(&["eval", "--checkpoint", out, "--count", "20", "--ode", "heun:2,euler:3", "--backend", "cpu"]);
+    assert!(
+        text.contains("heun, 2 steps (3 evaluations)") && text.contains("euler, 3 steps (3 evaluations)"),
+        "{text}"
+    );
+    fails_with(
+        &["sample", "--checkpoint", out, "--time-points", "0.8", "--backend", "cpu", "--out", png.to_str().unwrap()],
+        "ODE solver",
+    );
+    fails_with(
+        &["sample", "--checkpoint", out, "--solver", "rk4", "--backend", "cpu", "--out", png.to_str().unwrap()],
+        "unknown ODE solver",
+    );
+    fails_with(
+        &[
+            "train",
+            "--recipe",
+            "teacher",
+            "--loss",
+            "l1",
+            "--config",
+            "tiny",
+            "--backend",
+            "cpu",
+            "--out",
+            dir.join("x.safetensors").to_str().unwrap(),
+        ],
+        "no loss",
+    );
+}

@@ -67,7 +67,7 @@ fn the_sampler_follows_the_exact_trajectory_heun_to_second_order() {
     let key = RandomKey { seed: 4, step: 0, stream: 0 };
     let start: Vec<f64> = (0..count as u32 * 784).map(|i| T * random::normal(key, i) as f64).collect();
     let error = |solver, steps| {
-        let out = read(&be, &ode::sample(&be, &Gaussian, solver, steps, count, 4).unwrap());
+        let out = read(&be, &ode::sample(&be, &Gaussian, solver, steps, 0..count, 4).unwrap());
         out.iter().zip(&start).map(|(&y, &x_t)| (y as f64 - exact(x_t, T, EPS)).abs()).fold(0.0, f64::max)
     };
     let (heun_10, heun_20, heun_40) = (error(Solver::Heun, 10), error(Solver::Heun, 20), error(Solver::Heun, 40));

@@ -10,10 +10,11 @@ use consistency::backend::gpu::GpuBackend;
 use consistency::backend::Backend;
 use consistency::checkpoint::Checkpoint;
 use consistency::data::mnist::{Mnist, Split};
-use consistency::model::Model;
+use consistency::model::{Model, Preconditioning};
 use consistency::nn::{UNet, Widths};
+use consistency::sample::Sampler;
 use consistency::train::{LossKind, Recipe, RecipeKind, TrainConfig, Trainer};
-use consistency::{bench, image, sample, Error};
+use consistency::{bench, image, Error};
 use indicatif::{ProgressBar, ProgressStyle};
 use npyz::WriterBuilder;
 
@@ -44,6 +45,9 @@ enum RecipeChoice {
     Improved,
     /// The original consistency training (section 5, Algorithm 3).
     Original,
+    /// The EDM diffusion teacher (section 4): denoising score matching; sample it with
+    /// `cm sample --solver heun --steps 18`.
+    Teacher,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -113,6 +117,12 @@ struct SampleArgs {
     time_points: Vec<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// A teacher's ODE solver (section 1): heun or euler.
+    #[arg(long, default_value = "heun")]
+    solver: String,
+    /// A teacher's solver steps on the Karras grid (Heun: 2 steps - 1 evaluations).
+    #[arg(long, default_value_t = 18)]
+    steps: usize,
     /// Sample with the online weights instead of the sampling EMA.
     #[arg(long)]
     online: bool,
@@ -137,6 +147,10 @@ struct EvalArgs {
     /// The second step's time for two-step sampling (80, then this).
     #[arg(long, default_value_t = 0.8)]
     mid: f64,
+    /// For a diffusion teacher, the samplers to measure instead: solver:steps pairs (Heun takes
+    /// 2 steps - 1 evaluations, Euler one per step).
+    #[arg(long, value_delimiter = ',', default_value = "heun:18,euler:18")]
+    ode: Vec<String>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Also measure the scale: real train digits, blurred test digits and noise vs the test digits.
@@ -371,6 +385,7 @@ fn config_from_args(args: &TrainArgs) -> consistency::Result<TrainConfig> {
         kind: match args.recipe {
             RecipeChoice::Improved => RecipeKind::Improved,
             RecipeChoice::Original => RecipeKind::Original,
+            RecipeChoice::Teacher => RecipeKind::Teacher,
         },
         total_steps: args.total_steps.unwrap_or(args.steps),
         loss: args.loss.map(|loss| match loss {
@@ -401,7 +416,7 @@ fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
             )));
         }
         let config = config_from_args(args)?;
-        let model = Model::new(Widths::parse(&args.config)?);
+        let model = config.objective.model(Widths::parse(&args.config)?);
         let init = model.net.layout.init(config.seed);
         Trainer::new(be, model, config, &init, &mnist.images)
     };
@@ -479,13 +494,14 @@ fn sample<B: Backend>(be: &B, args: &SampleArgs) -> consistency::Result<()> {
     let model = saved.model();
     let weights = if args.online { &saved.states[0] } else { saved.ema() };
     let params = be.upload(weights, &[weights.len()]);
+    let sampler = Sampler::for_model(&model, &args.time_points, &args.solver, args.steps)?;
     let started = Instant::now();
-    let x = sample::sample(be, &model, &params, args.count, &args.time_points, args.seed)?;
+    let x = sampler.sample(be, &model, &params, 0..args.count, args.seed)?;
     let values = pollster::block_on(be.read(&x))?;
     eprintln!(
-        "{} samples in {} step(s) in {:.2} s on {}",
+        "{} samples, {}, in {:.2} s on {}",
         args.count,
-        args.time_points.len() + 1,
+        sampler.describe(),
         started.elapsed().as_secs_f64(),
         be.name()
     );
@@ -541,17 +557,35 @@ fn draw<B: Backend>(
     be: &B,
     model: &Model,
     params: &consistency::backend::BTensor<B>,
+    sampler: &Sampler,
     count: usize,
-    time_points: &[f64],
     seed: u64,
 ) -> consistency::Result<Vec<f32>> {
     let mut out = Vec::with_capacity(count * 784);
     for (c, start) in (0..count).step_by(SAMPLE_CHUNK).enumerate() {
         let n = SAMPLE_CHUNK.min(count - start);
-        let x = sample::sample(be, model, params, n, time_points, seed.wrapping_add((c as u64) << 32))?;
+        let x = sampler.sample(be, model, params, 0..n, seed.wrapping_add((c as u64) << 32))?;
         out.extend(pollster::block_on(be.read(&x))?.into_iter().map(|v| v.clamp(-1.0, 1.0)));
     }
     Ok(out)
+}
+
+/// The samplers `cm eval` measures: one and two steps for a consistency model, the `--ode`
+/// list for a teacher.
+fn eval_samplers(model: &Model, args: &EvalArgs) -> consistency::Result<Vec<Sampler>> {
+    if model.preconditioning == Preconditioning::Consistency {
+        return Ok(vec![Sampler::for_model(model, &[], "", 0)?, Sampler::for_model(model, &[args.mid], "", 0)?]);
+    }
+    args.ode
+        .iter()
+        .map(|pair| {
+            let (solver, steps) = pair
+                .split_once(':')
+                .and_then(|(s, n)| Some((s, n.parse().ok()?)))
+                .ok_or_else(|| Error::Invalid(format!("--ode wants solver:steps pairs like heun:18, not '{pair}'")))?;
+            Sampler::for_model(model, &[], solver, steps)
+        })
+        .collect()
 }
 
 fn eval<B: Backend>(be: &B, args: &EvalArgs) -> consistency::Result<()> {
@@ -570,17 +604,17 @@ fn eval<B: Backend>(be: &B, args: &EvalArgs) -> consistency::Result<()> {
     let params = be.upload(saved.ema(), &[saved.ema().len()]);
     println!("{}: step {}, {:?} {}", path.display(), saved.step, saved.widths, saved.config.describe());
     let mut row = Vec::new();
-    for (label, time_points) in [("1-step", vec![]), ("2-step", vec![args.mid])] {
+    for sampler in eval_samplers(&model, args)? {
         let started = Instant::now();
-        let images = draw(be, &model, &params, args.count, &time_points, args.seed)?;
+        let images = draw(be, &model, &params, &sampler, args.count, args.seed)?;
         let seconds = started.elapsed().as_secs_f64();
         let quality = pollster::block_on(evaluator.classify_host(be, &images))
             .and_then(|c| consistency::eval::Quality::new(&c, &reference))?;
-        println!("  {label} ({} samples drawn in {seconds:.1} s): {quality}", args.count);
+        println!("  {} ({} samples drawn in {seconds:.1} s): {quality}", sampler.describe(), args.count);
         row.push(quality);
     }
-    if let Some(label) = &args.markdown {
-        println!("| {label} | {} | {:.1} | {:.1} | {:.2} |", saved.step, row[0].fid, row[1].fid, row[0].class_entropy);
+    if let (Some(label), [first, second, ..]) = (&args.markdown, &row[..]) {
+        println!("| {label} | {} | {:.1} | {:.1} | {:.2} |", saved.step, first.fid, second.fid, first.class_entropy);
     }
     Ok(())
 }
