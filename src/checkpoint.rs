@@ -1,6 +1,6 @@
-//! Checkpoints of a consistency-training run in safetensors: the online weights theta, the
-//! target theta_minus, the sampling EMA, Adam's two moments, the step, and the network config and
-//! training recipe as metadata. Resuming from a checkpoint continues the run exactly: every random
+//! Checkpoints of a training run in safetensors: the online weights theta, the target
+//! theta_minus, the sampling EMA, Adam's two moments (and, for a distillation, the teacher's
+//! weights), the step, and the network config and training recipe as metadata. Resuming from a checkpoint continues the run exactly: every random
 //! draw is keyed by (seed, step, stream), so the rest of the run is the one an uninterrupted run
 //! would have taken.
 //!
@@ -17,6 +17,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use crate::backend::Metric;
 use crate::model::Model;
 use crate::nn::{ParamLayout, UNet, Widths};
+use crate::ode::Solver;
 use crate::schedule::{CtKind, CtSchedule, IndexChoice, Weighting};
 use crate::train::{Objective, TrainConfig};
 use crate::{Error, Result};
@@ -36,6 +37,9 @@ pub struct Checkpoint {
     pub step: u32,
     /// The states of [`STATES`], in that order.
     pub states: [Vec<f32>; 5],
+    /// A distillation run's teacher weights (the denoiser's EMA), stored as `teacher.*`
+    /// tensors so that the run resumes and reproduces from its file alone.
+    pub teacher: Option<Vec<f32>>,
 }
 
 impl Checkpoint {
@@ -44,7 +48,37 @@ impl Checkpoint {
     pub fn start(widths: Widths, config: TrainConfig) -> Checkpoint {
         let init = UNet::new(widths).layout.init(config.seed);
         let zeros = vec![0.0; init.len()];
-        Checkpoint { widths, config, step: 0, states: [init.clone(), init.clone(), init, zeros.clone(), zeros] }
+        Checkpoint {
+            widths,
+            config,
+            step: 0,
+            states: [init.clone(), init.clone(), init, zeros.clone(), zeros],
+            teacher: None,
+        }
+    }
+
+    /// A distillation run at step 0 from a trained teacher (a `cm train --recipe teacher` run):
+    /// theta, theta_minus and the sampling EMA start at the teacher's EMA weights (the paper
+    /// initializes the consistency model from the diffusion model), Adam's moments at zero.
+    pub fn distill(teacher: &Checkpoint, config: TrainConfig) -> Result<Checkpoint> {
+        if teacher.config.objective != Objective::Denoising {
+            return Err(Error::Invalid(format!(
+                "a distillation needs a diffusion teacher (cm train --recipe teacher), not a {} run",
+                objective_name(teacher.config.objective)
+            )));
+        }
+        if !matches!(config.objective, Objective::Distillation { .. }) {
+            return Err(Error::Invalid("Checkpoint::distill needs a distillation config".into()));
+        }
+        let weights = teacher.ema().to_vec();
+        let zeros = vec![0.0; weights.len()];
+        Ok(Checkpoint {
+            widths: teacher.widths,
+            config,
+            step: 0,
+            states: [weights.clone(), weights.clone(), weights.clone(), zeros.clone(), zeros],
+            teacher: Some(weights),
+        })
     }
 
     /// The network this run trains (a consistency model, or the EDM teacher's denoiser).
@@ -71,7 +105,8 @@ impl Checkpoint {
         }
         // Little-endian bytes of every tensor, then views into them.
         let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-        for (state, flat) in STATES.iter().zip(&self.states) {
+        let teacher = self.teacher.iter().map(|flat| (&"teacher", flat));
+        for (state, flat) in STATES.iter().zip(&self.states).chain(teacher) {
             for p in &layout.params {
                 let bytes = flat[p.offset..p.offset + p.len()].iter().flat_map(|v| v.to_le_bytes()).collect();
                 data.push((format!("{state}.{}", p.name), p.shape.clone(), bytes));
@@ -105,14 +140,18 @@ impl Checkpoint {
         let states = STATES.map(|state| read_state(&tensors, &layout, state));
         let [a, b, c, d, e] = states;
         let states = [a?, b?, c?, d?, e?];
-        let expected = layout.params.len() * STATES.len();
+        // A distillation run carries its teacher; no other run has one.
+        let distills = matches!(config.objective, Objective::Distillation { .. });
+        let teacher = if distills { Some(read_state(&tensors, &layout, "teacher")?) } else { None };
+        let names: Vec<&str> = STATES.iter().copied().chain(distills.then_some("teacher")).collect();
+        let expected = layout.params.len() * names.len();
         if tensors.len() != expected {
             let known: Vec<String> =
-                STATES.iter().flat_map(|s| layout.params.iter().map(move |p| format!("{s}.{}", p.name))).collect();
+                names.iter().flat_map(|s| layout.params.iter().map(move |p| format!("{s}.{}", p.name))).collect();
             let extra = tensors.names().into_iter().find(|n| !known.iter().any(|k| k == n)).unwrap_or_default();
             return Err(invalid(format!("unexpected tensor '{extra}' (the {widths:?} network has no such parameter)")));
         }
-        Ok(Checkpoint { widths, config, step, states })
+        Ok(Checkpoint { widths, config, step, states, teacher })
     }
 
     fn metadata(&self) -> HashMap<String, String> {
@@ -126,6 +165,11 @@ impl Checkpoint {
         put("widths", format!("{w0},{w1},{w2}"));
         put("step", self.step.to_string());
         put("objective", objective_name(c.objective).into());
+        if let Objective::Distillation { solver, n, mu } = c.objective {
+            put("solver", solver.name().into());
+            put("distill_n", n.to_string());
+            put("distill_mu", mu.to_string());
+        }
         match c.schedule.kind {
             CtKind::Original { s0, s1, mu0 } => {
                 put("schedule", "original".into());
@@ -159,6 +203,7 @@ pub fn objective_name(objective: Objective) -> &'static str {
     match objective {
         Objective::Consistency => "consistency",
         Objective::Denoising => "denoising",
+        Objective::Distillation { .. } => "distillation",
     }
 }
 
@@ -207,6 +252,18 @@ fn config_from(meta: &Metadata) -> Result<TrainConfig> {
     let objective = match meta.0.get("objective").map(String::as_str) {
         None | Some("consistency") => Objective::Consistency,
         Some("denoising") => Objective::Denoising,
+        Some("distillation") => {
+            let n: usize = meta.parse("distill_n")?;
+            let mu: f64 = meta.parse("distill_mu")?;
+            if n < 2 || !(0.0..1.0).contains(&mu) {
+                return Err(invalid(format!("distillation needs N >= 2 and 0 <= mu < 1, got N = {n}, mu = {mu}")));
+            }
+            Objective::Distillation {
+                solver: Solver::parse(meta.get("solver")?).map_err(|e| invalid(e.to_string()))?,
+                n,
+                mu,
+            }
+        }
         Some(other) => return Err(invalid(format!("unknown objective '{other}'"))),
     };
     let (s0, s1) = (meta.parse("s0")?, meta.parse("s1")?);

@@ -12,6 +12,7 @@ use std::ops::Range;
 use crate::backend::{AdamStep, BTensor, Backend, Metric, RandomKey};
 use crate::checkpoint::{self, Checkpoint};
 use crate::model::Model;
+use crate::ode::{self, Solver, Teacher};
 use crate::random;
 use crate::schedule::{self, CtKind, CtSchedule, IndexChoice, NoiseLevels, Weighting};
 
@@ -24,7 +25,7 @@ const STREAM_NOISE: u32 = 1;
 const STREAM_LEVEL: u32 = 2;
 
 /// What a run trains.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Objective {
     /// A consistency model by consistency training (sections 5 and 6).
     Consistency,
@@ -32,13 +33,18 @@ pub enum Objective {
     /// `lambda(t) ||D(x + t z, t) - x||^2` with ln t ~ N(-1.2, 1.2^2). Its network is a
     /// [`Model::denoiser`]; the curriculum, weighting and metric of the config are not used.
     Denoising,
+    /// A consistency model by consistency distillation from a teacher (section 4, Algorithm
+    /// 2): the target point is one `solver` step of the teacher's ODE on the fixed Karras grid
+    /// of `n` points, and theta_minus follows theta with the fixed decay `mu`. The run's
+    /// checkpoint carries the teacher's weights.
+    Distillation { solver: Solver, n: usize, mu: f64 },
 }
 
 impl Objective {
     /// The network a run of this objective trains.
     pub fn model(self, widths: crate::nn::Widths) -> Model {
         match self {
-            Objective::Consistency => Model::new(widths),
+            Objective::Consistency | Objective::Distillation { .. } => Model::new(widths),
             Objective::Denoising => Model::denoiser(widths),
         }
     }
@@ -100,13 +106,44 @@ impl TrainConfig {
         TrainConfig { objective: Objective::Denoising, metric: Metric::L2, ..Self::original(total_steps) }
     }
 
+    /// Consistency distillation (Algorithm 2) with the paper's choices: the fixed grid of
+    /// `n = 18` points, `mu = 0.95`, lambda = 1, squared L2 (LPIPS, the paper's best, has no
+    /// counterpart here yet), one `solver` step of the teacher.
+    pub fn distillation(total_steps: u32, solver: Solver) -> Self {
+        TrainConfig { objective: Objective::Distillation { solver, n: 18, mu: 0.95 }, ..Self::original(total_steps) }
+    }
+
+    /// mu(k): the decay of theta_minus at step k.
+    pub fn target_ema(&self, k: u32) -> f64 {
+        match self.objective {
+            Objective::Distillation { mu, .. } => mu,
+            _ => self.schedule.target_ema(k),
+        }
+    }
+
+    /// N(k): the points of the time grid at step k.
+    pub fn discretization(&self, k: u32) -> usize {
+        match self.objective {
+            Objective::Distillation { n, .. } => n,
+            _ => self.schedule.discretization(k),
+        }
+    }
+
     /// One line for logs and the page: recipe, curriculum, loss, batch, lr, seed.
     pub fn describe(&self) -> String {
-        if self.objective == Objective::Denoising {
-            return format!(
-                "EDM teacher (denoising score matching, ln t ~ N(-1.2, 1.2^2)) K={} batch={} lr={} seed={}",
-                self.schedule.total_steps, self.batch, self.lr, self.seed
-            );
+        let common = format!("K={} batch={} lr={} seed={}", self.schedule.total_steps, self.batch, self.lr, self.seed);
+        match self.objective {
+            Objective::Denoising => {
+                return format!("EDM teacher (denoising score matching, ln t ~ N(-1.2, 1.2^2)) {common}");
+            }
+            Objective::Distillation { solver, n, mu } => {
+                let loss = checkpoint::metric_name(self.metric);
+                return format!(
+                    "consistency distillation ({} teacher steps, N={n}, mu={mu}) loss={loss} {common}",
+                    solver.name()
+                );
+            }
+            Objective::Consistency => {}
         }
         let schedule = match self.schedule.kind {
             CtKind::Original { s0, s1, mu0 } => format!("original CT s0={s0} s1={s1} mu0={mu0}"),
@@ -139,6 +176,8 @@ pub enum RecipeKind {
     Original,
     /// [`TrainConfig::teacher`]: the EDM diffusion teacher.
     Teacher,
+    /// [`TrainConfig::distillation`] from a teacher, with its ODE solver.
+    Distillation { solver: Solver },
 }
 
 /// The loss a person can put in place of the recipe's own.
@@ -173,9 +212,13 @@ impl Recipe {
             RecipeKind::Improved => TrainConfig::improved(self.total_steps),
             RecipeKind::Original => TrainConfig::original(self.total_steps),
             RecipeKind::Teacher => TrainConfig::teacher(self.total_steps),
+            RecipeKind::Distillation { solver } => TrainConfig::distillation(self.total_steps, solver),
         };
         if self.kind == RecipeKind::Teacher && (self.loss.is_some() || self.s0.is_some() || self.s1.is_some()) {
             return invalid("the teacher's loss is denoising score matching: no loss, s0 or s1 to set".into());
+        }
+        if matches!(self.kind, RecipeKind::Distillation { .. }) && (self.s0.is_some() || self.s1.is_some()) {
+            return invalid("distillation has a fixed grid of N = 18 points: no s0 or s1 to set".into());
         }
         match &mut config.schedule.kind {
             CtKind::Original { s0, s1, .. } | CtKind::Improved { s0, s1 } => {
@@ -219,6 +262,8 @@ pub struct Trainer<B: Backend> {
     adam_v: BTensor<B>,
     data: B::Bytes,
     data_count: usize,
+    /// The teacher of consistency distillation: its denoiser and weights.
+    teacher: Option<(Model, BTensor<B>)>,
     /// Steps taken so far (k of the schedules).
     pub step: u32,
 }
@@ -247,6 +292,7 @@ impl<B: Backend> Trainer<B> {
             adam_v: be.zeros(&[len]),
             data: be.upload_bytes(images),
             data_count: images.len() / PIXELS,
+            teacher: None,
             params,
             model,
             config,
@@ -266,7 +312,17 @@ impl<B: Backend> Trainer<B> {
         trainer.adam_m = be.upload(m, &[len]);
         trainer.adam_v = be.upload(v, &[len]);
         trainer.step = checkpoint.step;
+        if let Some(teacher) = &checkpoint.teacher {
+            trainer = trainer.with_teacher(be, teacher);
+        }
         trainer
+    }
+
+    /// Gives a distillation run its teacher: the EMA weights of a denoiser of the same widths.
+    pub fn with_teacher(mut self, be: &B, weights: &[f32]) -> Self {
+        assert_eq!(weights.len(), self.model.net.layout.len, "the teacher's weights do not match the network");
+        self.teacher = Some((Model::denoiser(self.model.net.widths), be.upload(weights, &[weights.len()])));
+        self
     }
 
     /// The run's whole state, read back to the host.
@@ -277,7 +333,11 @@ impl<B: Backend> Trainer<B> {
         {
             *state = be.read(tensor).await?;
         }
-        Ok(Checkpoint { widths: self.model.net.widths, config: self.config.clone(), step: self.step, states })
+        let teacher = match &self.teacher {
+            Some((_, weights)) => Some(be.read(weights).await?),
+            None => None,
+        };
+        Ok(Checkpoint { widths: self.model.net.widths, config: self.config.clone(), step: self.step, states, teacher })
     }
 
     fn key(&self, stream: u32) -> RandomKey {
@@ -334,8 +394,9 @@ impl<B: Backend> Trainer<B> {
         let batch = self.config.batch;
         assert!(rows.start < rows.end && rows.end <= batch, "rows {rows:?} of a batch of {batch}");
         match self.config.objective {
-            Objective::Consistency => self.consistency_gradients(be, rows),
+            Objective::Consistency => self.consistency_gradients(be, rows, None),
             Objective::Denoising => self.denoising_gradients(be, rows),
+            Objective::Distillation { solver, .. } => self.consistency_gradients(be, rows, Some(solver)),
         }
     }
 
@@ -382,12 +443,15 @@ impl<B: Backend> Trainer<B> {
         loss
     }
 
-    /// Consistency training (Algorithm 3 with the iCT switches) on samples `rows` of the batch.
-    fn consistency_gradients(&mut self, be: &B, rows: Range<usize>) -> BTensor<B> {
+    /// Consistency training (Algorithm 3 with the iCT switches) on samples `rows` of the batch,
+    /// or, with a teacher's `solver`, consistency distillation (Algorithm 2): the same loss, but
+    /// the target network sees one solver step of the teacher's ODE from `x + t_{n+1} z` down to
+    /// t_n instead of `x + t_n z`.
+    fn consistency_gradients(&mut self, be: &B, rows: Range<usize>, distill: Option<Solver>) -> BTensor<B> {
         let c = &self.config;
         let batch = c.batch;
         let count = rows.len();
-        let levels = self.draw_levels(c.schedule.discretization(self.step), rows.clone());
+        let levels = self.draw_levels(c.discretization(self.step), rows.clone());
 
         // x ~ data, z ~ N(0, I), one z shared by both points of the trajectory.
         let (x, z) = self.data_and_noise(be, rows);
@@ -398,7 +462,14 @@ impl<B: Backend> Trainer<B> {
             be.scale_add(&ones, &x, &t, &z, &out);
             out
         };
-        let (x_next, x_n) = (noised(&levels.t_next), noised(&levels.t_n));
+        let x_next = noised(&levels.t_next);
+        let x_n = match distill {
+            None => noised(&levels.t_n),
+            Some(solver) => {
+                let (model, params) = self.teacher.as_ref().expect("a distillation run has its teacher");
+                ode::step(be, &Teacher { model, params }, solver, &x_next, &levels.t_next, &levels.t_n)
+            }
+        };
 
         // L = lambda(t_n) d(f_theta(x + t_{n+1} z, t_{n+1}), stopgrad f_theta_minus(x + t_n z, t_n)).
         let (online, cache) = self.model.forward(be, &self.params, &x_next, &levels.t_next);
@@ -429,7 +500,7 @@ impl<B: Backend> Trainer<B> {
     /// theta_minus <- mu theta_minus + (1 - mu) theta; the sampling EMA likewise.
     pub fn apply(&mut self, be: &B) {
         let (c, k) = (&self.config, self.step);
-        let mu = c.schedule.target_ema(k) as f32;
+        let mu = c.target_ema(k) as f32;
         let grad_sumsq = be.empty(&[1]);
         be.sum(&self.grads, &grad_sumsq, true, 1.0);
         let adam = AdamStep { lr: c.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, t: k + 1, max_grad_norm: c.max_grad_norm };

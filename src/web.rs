@@ -236,8 +236,8 @@ impl<B: Backend> Session<B> {
             recipe: config.describe(),
             loss: checkpoint::metric_name(config.metric),
             batch: config.batch,
-            discretization: config.schedule.discretization(step),
-            mu: config.schedule.target_ema(step),
+            discretization: config.discretization(step),
+            mu: config.target_ema(step),
             has_data: self.images.is_some(),
         }
     }

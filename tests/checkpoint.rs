@@ -209,3 +209,24 @@ fn the_objective_round_trips_and_old_files_are_consistency_runs() {
     assert_eq!(shipped.config.objective, Objective::Consistency);
     assert_eq!(shipped.model().preconditioning, Preconditioning::Consistency);
 }
+
+/// A distillation run's file carries its teacher and comes back with it; a file that lost the
+/// teacher is refused, and only a diffusion teacher can be distilled.
+#[test]
+fn a_distillation_checkpoint_carries_its_teacher() {
+    use consistency::ode::Solver;
+    let teacher = Checkpoint::start(Widths::TINY, TrainConfig { seed: 2, ..TrainConfig::teacher(50) });
+    let config = TrainConfig { seed: 4, ..TrainConfig::distillation(50, Solver::Euler) };
+    let run = Checkpoint::distill(&teacher, config.clone()).unwrap();
+    let bytes = run.to_bytes().unwrap();
+    let back = Checkpoint::from_bytes(&bytes).unwrap();
+    assert_eq!(back, run);
+    assert_eq!(back.teacher.as_deref(), Some(teacher.ema()));
+
+    let without = Checkpoint { teacher: None, ..run.clone() }.to_bytes().unwrap();
+    let error = Checkpoint::from_bytes(&without).unwrap_err().to_string();
+    assert!(error.contains("missing tensor 'teacher."), "{error}");
+    let not_a_teacher = Checkpoint::start(Widths::TINY, config.clone());
+    let error = Checkpoint::distill(&not_a_teacher, config).unwrap_err().to_string();
+    assert!(error.contains("needs a diffusion teacher"), "{error}");
+}

@@ -65,7 +65,10 @@ fn train_resume_sample_and_eval_from_the_command_line() {
     assert!(npy.len() >= 5 * 784 * 4);
 
     let report = succeeds(&["eval", "--checkpoint", out, "--count", "50", "--backend", "cpu", "--markdown", "t"]);
-    assert!(report.contains("1-step") && report.contains("2-step") && report.contains("class entropy"), "{report}");
+    assert!(
+        report.contains("1 step") && report.contains("2 steps (80, 0.8)") && report.contains("class entropy"),
+        "{report}"
+    );
     assert!(report.lines().any(|l| l.starts_with("| t | 6 |")), "{report}");
 }
 
@@ -96,7 +99,7 @@ fn bad_input_gets_a_clear_error() {
 /// The diffusion teacher from the command line: trained by `--recipe teacher`, sampled by its ODE
 /// solver, measured by `eval --ode`, and refused what only consistency models take.
 #[test]
-fn a_teacher_trains_samples_by_its_solver_and_evaluates() {
+fn a_teacher_trains_samples_by_its_solver_evaluates_and_is_distilled() {
     let dir = scratch("cli-teacher");
     let out = dir.join("teacher.safetensors");
     let out = out.to_str().unwrap();
@@ -139,6 +142,32 @@ fn a_teacher_trains_samples_by_its_solver_and_evaluates() {
         text.contains("heun, 2 steps (3 evaluations)") && text.contains("euler, 3 steps (3 evaluations)"),
         "{text}"
     );
+    // Distilled from that teacher (Algorithm 2), the student samples in one step.
+    let student = dir.join("student.safetensors");
+    let student = student.to_str().unwrap();
+    let distill =
+        ["train", "--recipe", "distill", "--teacher", out, "--solver", "euler", "--steps", "3", "--batch", "4"];
+    let text = succeeds(&[&distill[..], &["--backend", "cpu", "--out", student]].concat());
+    assert!(text.contains("consistency distillation (euler teacher steps, N=18, mu=0.95)"), "{text}");
+    let text = succeeds(&[
+        "sample",
+        "--checkpoint",
+        student,
+        "--count",
+        "4",
+        "--backend",
+        "cpu",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(text.contains("4 samples, 1 step"), "{text}");
+    let elsewhere = dir.join("y.safetensors");
+    let elsewhere = elsewhere.to_str().unwrap();
+    fails_with(
+        &["train", "--recipe", "distill", "--teacher", student, "--backend", "cpu", "--out", elsewhere],
+        "needs a diffusion teacher",
+    );
+    fails_with(&["train", "--recipe", "distill", "--backend", "cpu", "--out", elsewhere], "needs --teacher");
     fails_with(
         &["sample", "--checkpoint", out, "--time-points", "0.8", "--backend", "cpu", "--out", png.to_str().unwrap()],
         "ODE solver",

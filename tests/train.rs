@@ -5,8 +5,10 @@ mod common;
 
 use common::*;
 use consistency::backend::{Backend, Metric};
+use consistency::checkpoint::Checkpoint;
 use consistency::model::Model;
 use consistency::nn::Widths;
+use consistency::ode::Solver;
 use consistency::schedule::{CtKind, CtSchedule, IndexChoice, Weighting};
 use consistency::train::{Objective, TrainConfig, Trainer};
 
@@ -159,4 +161,29 @@ fn teacher_steps_on_gpu_equal_cpu_and_a_short_run_lowers_the_loss() {
     let (first, last) = (mean(&losses[..40]), mean(&losses[160..]));
     println!("teacher, tiny, batch 16: mean loss {first} (first 40 steps) -> {last} (last 40)");
     assert!(last < 0.7 * first, "mean loss went from {first} (first 40 steps) to {last} (last 40)");
+}
+
+/// Three steps of the run saved in `start`: their losses and the online weights after them.
+fn resumed_steps<B: Backend>(be: &B, start: &Checkpoint, images: &[u8]) -> (Vec<f32>, Vec<f32>) {
+    let mut trainer = Trainer::resume(be, start, images);
+    let losses = (0..3).map(|_| read(be, &trainer.step(be))[0]).collect();
+    (losses, read(be, &trainer.params))
+}
+
+/// Consistency distillation (Algorithm 2) from a teacher: the same steps on both backends with
+/// either solver, and the student starts as the teacher's weights.
+#[test]
+fn distillation_steps_on_gpu_equal_cpu() {
+    let images: Vec<u8> = random_vec(10 * 784, 12).iter().map(|v| ((v + 1.0) * 127.5) as u8).collect();
+    let teacher = Checkpoint::start(Widths::TINY, TrainConfig { seed: 5, ..TrainConfig::teacher(10) });
+    for solver in [Solver::Heun, Solver::Euler] {
+        let config = TrainConfig { batch: 4, lr: 1e-3, seed: 3, ..TrainConfig::distillation(10, solver) };
+        let start = Checkpoint::distill(&teacher, config.clone()).unwrap();
+        assert_eq!(start.states[0], teacher.ema(), "the student starts as the teacher");
+        let (gpu_losses, gpu_online) = resumed_steps(&gpu(), &start, &images);
+        let (cpu_losses, cpu_online) = resumed_steps(&cpu(), &start, &images);
+        assert!(cpu_losses.iter().all(|l| l.is_finite() && *l > 0.0), "{solver:?}: {cpu_losses:?}");
+        assert_close(&format!("{solver:?} losses"), &gpu_losses, &cpu_losses, 2e-3, 1e-6);
+        assert_weights_agree(&format!("{solver:?} online"), &gpu_online, &cpu_online, config.lr, 3);
+    }
 }

@@ -12,6 +12,7 @@ use consistency::checkpoint::Checkpoint;
 use consistency::data::mnist::{Mnist, Split};
 use consistency::model::{Model, Preconditioning};
 use consistency::nn::{UNet, Widths};
+use consistency::ode::Solver;
 use consistency::sample::Sampler;
 use consistency::train::{LossKind, Recipe, RecipeKind, TrainConfig, Trainer};
 use consistency::{bench, image, Error};
@@ -48,6 +49,8 @@ enum RecipeChoice {
     /// The EDM diffusion teacher (section 4): denoising score matching; sample it with
     /// `cm sample --solver heun --steps 18`.
     Teacher,
+    /// Consistency distillation (section 4, Algorithm 2) from --teacher with --solver.
+    Distill,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -73,6 +76,12 @@ struct TrainArgs {
     /// Override the recipe's loss.
     #[arg(long, value_enum)]
     loss: Option<LossChoice>,
+    /// The teacher of `--recipe distill`: a checkpoint of `cm train --recipe teacher`.
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    /// The teacher's ODE solver for `--recipe distill`: heun or euler.
+    #[arg(long, default_value = "heun")]
+    solver: String,
     /// Override the recipe's curriculum start s0.
     #[arg(long)]
     s0: Option<usize>,
@@ -386,6 +395,7 @@ fn config_from_args(args: &TrainArgs) -> consistency::Result<TrainConfig> {
             RecipeChoice::Improved => RecipeKind::Improved,
             RecipeChoice::Original => RecipeKind::Original,
             RecipeChoice::Teacher => RecipeKind::Teacher,
+            RecipeChoice::Distill => RecipeKind::Distillation { solver: Solver::parse(&args.solver)? },
         },
         total_steps: args.total_steps.unwrap_or(args.steps),
         loss: args.loss.map(|loss| match loss {
@@ -416,9 +426,19 @@ fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
             )));
         }
         let config = config_from_args(args)?;
-        let model = config.objective.model(Widths::parse(&args.config)?);
-        let init = model.net.layout.init(config.seed);
-        Trainer::new(be, model, config, &init, &mnist.images)
+        match (&args.teacher, args.recipe == RecipeChoice::Distill) {
+            (Some(path), true) => {
+                let teacher = load_checkpoint(path)?;
+                Trainer::resume(be, &Checkpoint::distill(&teacher, config)?, &mnist.images)
+            }
+            (None, false) => {
+                let model = config.objective.model(Widths::parse(&args.config)?);
+                let init = model.net.layout.init(config.seed);
+                Trainer::new(be, model, config, &init, &mnist.images)
+            }
+            (None, true) => return Err(Error::Invalid("--recipe distill needs --teacher <checkpoint>".into())),
+            (Some(_), false) => return Err(Error::Invalid("--teacher is for --recipe distill".into())),
+        }
     };
     eprintln!("backend: {}", be.name());
     eprintln!("recipe: {:?} {}", trainer.model.net.widths, trainer.config.describe());
@@ -449,7 +469,7 @@ fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
         if step.is_multiple_of(args.loss_every.max(1)) || last {
             let mean = pollster::block_on(be.read(&loss_sum))?[0] / summed as f32;
             (loss_sum, summed) = (be.zeros(&[1]), 0);
-            let n = trainer.config.schedule.discretization(step - 1);
+            let n = trainer.config.discretization(step - 1);
             if !mean.is_finite() {
                 bar.abandon();
                 return Err(Error::Invalid(format!(
