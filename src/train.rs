@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use crate::backend::{AdamStep, BTensor, Backend, Metric, RandomKey};
 use crate::checkpoint::{self, Checkpoint};
-use crate::model::Model;
+use crate::model::{Cache, Model};
 use crate::ode::{self, Solver, Teacher};
 use crate::random;
 use crate::schedule::{self, CtKind, CtSchedule, IndexChoice, NoiseLevels, Weighting};
@@ -417,7 +417,7 @@ impl<B: Backend> Trainer<B> {
     /// Section 4's denoising score matching for the EDM teacher: per sample ln t ~ N(-1.2,
     /// 1.2^2) and the loss `lambda(t) mean_pixels (D(x + t z, t) - x)^2`.
     fn denoising_gradients(&mut self, be: &B, rows: Range<usize>) -> BTensor<B> {
-        let (count, batch) = (rows.len(), self.config.batch);
+        let count = rows.len();
         let key = self.key(STREAM_LEVEL);
         let times: Vec<f64> = (rows.start as u32..rows.end as u32)
             .map(|b| (schedule::P_MEAN_EDM + schedule::P_STD_EDM * random::normal(key, b) as f64).exp())
@@ -428,18 +428,36 @@ impl<B: Backend> Trainer<B> {
         let noisy = be.empty(&[count, 1, 28, 28]);
         be.scale_add(&ones, &x, &t, &z, &noisy);
         let (denoised, cache) = self.model.forward(be, &self.params, &noisy, &times);
-        let denoised = denoised.reshape(&[count, PIXELS]);
-        // The weights carry this slice's share of the batch mean, as in consistency training.
-        let share = count as f64 / batch as f64;
-        let weight: Vec<f32> = times.iter().map(|&t| (schedule::edm_lambda(t) * share) as f32).collect();
+        let weights: Vec<f64> = times.iter().map(|&t| schedule::edm_lambda(t)).collect();
+        self.backpropagate(be, Metric::L2, &denoised, &x, &weights, &cache)
+    }
+
+    /// The slice's loss `mean_rows weight d(pred, target)` as its share of the batch's mean
+    /// loss, and its gradient back through the network (from `pred`, whose forward left `cache`)
+    /// into [`Trainer::grads`]. The loss ops average over the rows they see; weights scaled by
+    /// rows / batch make that the slice's share of the mean over the whole batch (exactly the
+    /// weights themselves for the whole batch).
+    fn backpropagate(
+        &mut self,
+        be: &B,
+        metric: Metric,
+        pred: &BTensor<B>,
+        target: &BTensor<B>,
+        weights: &[f64],
+        cache: &Cache<B>,
+    ) -> BTensor<B> {
+        let count = weights.len();
+        let share = count as f64 / self.config.batch as f64;
+        let weight: Vec<f32> = weights.iter().map(|&w| (w * share) as f32).collect();
         let weight = be.upload(&weight, &[count]);
+        let (pred, target) = (pred.reshape(&[count, PIXELS]), target.reshape(&[count, PIXELS]));
         let (per_sample, stats) = (be.empty(&[count]), be.empty(&[count]));
-        be.loss(Metric::L2, &denoised, &x, &weight, &per_sample, &stats);
+        be.loss(metric, &pred, &target, &weight, &per_sample, &stats);
         let loss = be.empty(&[1]);
         be.sum(&per_sample, &loss, false, 1.0 / count as f32);
-        let d_out = be.empty(&[count, 1, 28, 28]);
-        be.loss_backward(Metric::L2, &denoised, &x, &weight, &stats, &d_out.reshape(&[count, PIXELS]));
-        self.model.backward(be, &self.params, &self.grads, &cache, &d_out);
+        let d_pred = be.empty(&[count, 1, 28, 28]);
+        be.loss_backward(metric, &pred, &target, &weight, &stats, &d_pred.reshape(&[count, PIXELS]));
+        self.model.backward(be, &self.params, &self.grads, cache, &d_pred);
         loss
     }
 
@@ -448,10 +466,8 @@ impl<B: Backend> Trainer<B> {
     /// the target network sees one solver step of the teacher's ODE from `x + t_{n+1} z` down to
     /// t_n instead of `x + t_n z`.
     fn consistency_gradients(&mut self, be: &B, rows: Range<usize>, distill: Option<Solver>) -> BTensor<B> {
-        let c = &self.config;
-        let batch = c.batch;
         let count = rows.len();
-        let levels = self.draw_levels(c.discretization(self.step), rows.clone());
+        let levels = self.draw_levels(self.config.discretization(self.step), rows.clone());
 
         // x ~ data, z ~ N(0, I), one z shared by both points of the trajectory.
         let (x, z) = self.data_and_noise(be, rows);
@@ -473,21 +489,9 @@ impl<B: Backend> Trainer<B> {
 
         // L = lambda(t_n) d(f_theta(x + t_{n+1} z, t_{n+1}), stopgrad f_theta_minus(x + t_n z, t_n)).
         let (online, cache) = self.model.forward(be, &self.params, &x_next, &levels.t_next);
-        let (teacher, _) = self.model.forward(be, &self.target, &x_n, &levels.t_n);
-        let (online, teacher) = (online.reshape(&[count, PIXELS]), teacher.reshape(&[count, PIXELS]));
-        // The loss ops average over the rows they see; weights scaled by count / batch make
-        // that the slice's share of the mean over the whole batch (exactly 1 for the whole).
-        let share = count as f64 / batch as f64;
-        let weight: Vec<f32> = levels.weight.iter().map(|&w| (w as f64 * share) as f32).collect();
-        let weight = be.upload(&weight, &[count]);
-        let (per_sample, stats) = (be.empty(&[count]), be.empty(&[count]));
-        be.loss(c.metric, &online, &teacher, &weight, &per_sample, &stats);
-        let loss = be.empty(&[1]);
-        be.sum(&per_sample, &loss, false, 1.0 / count as f32);
-        let d_online = be.empty(&[count, 1, 28, 28]);
-        be.loss_backward(c.metric, &online, &teacher, &weight, &stats, &d_online.reshape(&[count, PIXELS]));
-        self.model.backward(be, &self.params, &self.grads, &cache, &d_online);
-        loss
+        let (target, _) = self.model.forward(be, &self.target, &x_n, &levels.t_n);
+        let weights: Vec<f64> = levels.weight.iter().map(|&w| w as f64).collect();
+        self.backpropagate(be, self.config.metric, &online, &target, &weights, &cache)
     }
 
     /// The gradient [`Trainer::apply`] uses: written by [`Trainer::gradients`], or by the caller
