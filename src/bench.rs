@@ -113,7 +113,7 @@ pub async fn bench_network<B: Backend>(
     let c_noise = be.zeros(&[batch]);
     let dy = be.zeros(&[batch, 1, 28, 28]);
     let step = || {
-        let (_, cache) = net.forward(be, &params, &x, &c_noise);
+        let (_, cache) = net.forward(be, &params, &x, &c_noise, None);
         net.backward(be, &params, &grads, &cache, &dy);
     };
     seconds_per_run(be, &grads, iters, now, &step).await
@@ -132,7 +132,7 @@ pub async fn bench_train_step<B: Backend>(
     let init = model.net.layout.init(0);
     let images: Vec<u8> = (0..batch * 784).map(|i| (i * 37 % 256) as u8).collect();
     let config = TrainConfig { batch, ..TrainConfig::improved(1000) };
-    let trainer = RefCell::new(Trainer::new(be, model, config, &init, &images));
+    let trainer = RefCell::new(Trainer::new(be, model, config, &init, &images, &[]));
     let params = trainer.borrow().params.clone();
     seconds_per_run(be, &params, iters, now, &|| {
         trainer.borrow_mut().step(be);

@@ -28,10 +28,14 @@ pub const FORMAT: &str = "consistency-ct/1";
 /// The states a checkpoint holds, in file order.
 pub const STATES: [&str; 5] = ["online", "target", "ema", "adam_m", "adam_v"];
 
-/// A run's state on the host: each state is a flat vector in the layout of `UNet::new(widths)`.
+/// A run's state on the host: each state is a flat vector in the layout of
+/// `UNet::with_classes(widths, classes)`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     pub widths: Widths,
+    /// Digit classes of a class-conditional network; 0 (and absent from older files):
+    /// unconditional.
+    pub classes: usize,
     pub config: TrainConfig,
     /// Steps taken.
     pub step: u32,
@@ -45,11 +49,13 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// A run at step 0: the network's initial weights (seeded by the recipe) as theta, theta_minus
     /// and the sampling EMA alike (Algorithm 3), and Adam's moments at zero.
-    pub fn start(widths: Widths, config: TrainConfig) -> Checkpoint {
-        let init = UNet::new(widths).layout.init(config.seed);
+    /// `classes`: 0 for an unconditional network, 10 for one that takes the digit.
+    pub fn start(widths: Widths, classes: usize, config: TrainConfig) -> Checkpoint {
+        let init = UNet::with_classes(widths, classes).layout.init(config.seed);
         let zeros = vec![0.0; init.len()];
         Checkpoint {
             widths,
+            classes,
             config,
             step: 0,
             states: [init.clone(), init.clone(), init, zeros.clone(), zeros],
@@ -60,6 +66,7 @@ impl Checkpoint {
     /// A distillation run at step 0 from a trained teacher (a `cm train --recipe teacher` run):
     /// theta, theta_minus and the sampling EMA start at the teacher's EMA weights (the paper
     /// initializes the consistency model from the diffusion model), Adam's moments at zero.
+    /// A class-conditional teacher gives a class-conditional student.
     pub fn distill(teacher: &Checkpoint, config: TrainConfig) -> Result<Checkpoint> {
         if teacher.config.objective != Objective::Denoising {
             return Err(Error::Invalid(format!(
@@ -74,6 +81,7 @@ impl Checkpoint {
         let zeros = vec![0.0; weights.len()];
         Ok(Checkpoint {
             widths: teacher.widths,
+            classes: teacher.classes,
             config,
             step: 0,
             states: [weights.clone(), weights.clone(), weights.clone(), zeros.clone(), zeros],
@@ -83,7 +91,7 @@ impl Checkpoint {
 
     /// The network this run trains (a consistency model, or the EDM teacher's denoiser).
     pub fn model(&self) -> Model {
-        self.config.objective.model(self.widths)
+        self.config.objective.model(self.widths, self.classes)
     }
 
     /// The sampling weights (the EMA of theta).
@@ -93,7 +101,7 @@ impl Checkpoint {
 
     /// The file's bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let layout = UNet::new(self.widths).layout;
+        let layout = UNet::with_classes(self.widths, self.classes).layout;
         for (name, flat) in STATES.iter().zip(&self.states) {
             if flat.len() != layout.len {
                 return Err(Error::Invalid(format!(
@@ -134,9 +142,14 @@ impl Checkpoint {
         }
         let widths = Widths::parse(meta.get("widths")?).map_err(|e| invalid(e.to_string()))?;
         let step = meta.parse("step")?;
+        // Files written before class-conditional models existed have no entry: unconditional.
+        let classes: usize = if meta.0.contains_key("classes") { meta.parse("classes")? } else { 0 };
+        if classes > 256 {
+            return Err(invalid(format!("{classes} classes: labels are bytes, so at most 256")));
+        }
         let config = config_from(&meta)?;
         let tensors = SafeTensors::deserialize(bytes).map_err(|e| invalid(format!("not a safetensors file: {e}")))?;
-        let layout = UNet::new(widths).layout;
+        let layout = UNet::with_classes(widths, classes).layout;
         let states = STATES.map(|state| read_state(&tensors, &layout, state));
         let [a, b, c, d, e] = states;
         let states = [a?, b?, c?, d?, e?];
@@ -151,7 +164,7 @@ impl Checkpoint {
             let extra = tensors.names().into_iter().find(|n| !known.iter().any(|k| k == n)).unwrap_or_default();
             return Err(invalid(format!("unexpected tensor '{extra}' (the {widths:?} network has no such parameter)")));
         }
-        Ok(Checkpoint { widths, config, step, states, teacher })
+        Ok(Checkpoint { widths, classes, config, step, states, teacher })
     }
 
     fn metadata(&self) -> HashMap<String, String> {
@@ -164,6 +177,10 @@ impl Checkpoint {
         put("format", FORMAT.into());
         put("widths", format!("{w0},{w1},{w2}"));
         put("step", self.step.to_string());
+        if self.classes > 0 {
+            put("classes", self.classes.to_string());
+            put("label_dropout", c.label_dropout.to_string());
+        }
         put("objective", objective_name(c.objective).into());
         if let Objective::Distillation { solver, n, mu } = c.objective {
             put("solver", solver.name().into());
@@ -291,6 +308,10 @@ fn config_from(meta: &Metadata) -> Result<TrainConfig> {
         "pseudo-huber" => Metric::PseudoHuber { c: meta.parse("pseudo_huber_c")? },
         other => return Err(invalid(format!("unknown metric '{other}'"))),
     };
+    let label_dropout: f32 = if meta.0.contains_key("label_dropout") { meta.parse("label_dropout")? } else { 0.1 };
+    if !(0.0..=1.0).contains(&label_dropout) {
+        return Err(invalid(format!("label_dropout {label_dropout} is not a probability")));
+    }
     let batch: usize = meta.parse("batch")?;
     if batch == 0 {
         return Err(invalid("batch is 0".into()));
@@ -305,6 +326,7 @@ fn config_from(meta: &Metadata) -> Result<TrainConfig> {
         lr: meta.parse("lr")?,
         sampling_ema: meta.parse("sampling_ema")?,
         max_grad_norm: meta.parse("max_grad_norm")?,
+        label_dropout,
         seed: meta.parse("seed")?,
     })
 }

@@ -81,9 +81,9 @@ pub fn zero_shot<B: Backend>(
     };
     // y = A^-1[(A y)(1 - Omega)]: the known part alone, zero elsewhere.
     let known = project(&be.zeros(&y.shape));
-    let mut x = project(&start(be, model, params, Some(&known), &y.shape, time_points[0], seed, 0));
+    let mut x = project(&start(be, model, params, Some(&known), &y.shape, time_points[0], seed, 0, &[]));
     for (n, &t) in time_points.iter().enumerate().skip(1) {
-        x = project(&refine_step(be, model, params, &x, t, seed, n as u32, 0));
+        x = project(&refine_step(be, model, params, &x, t, seed, n as u32, 0, &[]));
     }
     Ok(x)
 }
@@ -144,7 +144,7 @@ pub fn denoise<B: Backend>(
     if !(EPS..=T).contains(&sigma) {
         return Err(Error::Invalid(format!("noise level {sigma} is outside [eps, T] = [{EPS}, {T}]")));
     }
-    Ok(model.forward(be, params, noisy, &vec![sigma; count]).0)
+    Ok(model.forward(be, params, noisy, &vec![sigma; count], &[]).0)
 }
 
 /// Interpolation (section 7): one digit `[alphas.len(), 1, 28, 28]` per alpha in [0, 1],
@@ -201,7 +201,7 @@ pub fn interpolate<B: Backend>(
     }
     let start = be.empty(&shape);
     be.scale_add(&be.upload(&ca, &[count]), &za, &be.upload(&cb, &[count]), &zb, &start);
-    Ok(model.forward(be, params, &start, &vec![T; count]).0)
+    Ok(model.forward(be, params, &start, &vec![T; count], &[]).0)
 }
 
 /// SDEdit-style editing of rough strokes `[N, 1, 28, 28]` (a drawing in the model's [-1, 1]
@@ -224,8 +224,8 @@ pub fn sdedit<B: Backend>(
     if let Some(bad) = time_points.iter().find(|&&t| t >= t_start) {
         return Err(Error::Invalid(format!("refinement time point {bad} is not below t_start = {t_start}")));
     }
-    let x = start(be, model, params, Some(strokes), &strokes.shape, t_start, seed, 0);
-    Ok(refine(be, model, params, x, time_points, seed, 0))
+    let x = start(be, model, params, Some(strokes), &strokes.shape, t_start, seed, 0, &[]);
+    Ok(refine(be, model, params, x, time_points, seed, 0, &[]))
 }
 
 /// The batch size of images that must be `[N, 1, 28, 28]` with N >= 1.

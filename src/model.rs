@@ -74,20 +74,50 @@ impl Model {
         Model { net: UNet::new(widths), preconditioning: Preconditioning::Denoiser }
     }
 
-    /// `f(x, t)` (or `D(x, t)`) for a batch x `[N, 1, H, W]` with one noise level per sample (`times`, in
-    /// [eps, T]). Returns the output and what the backward needs (drop it when sampling).
+    /// The same model with a label embedding for `classes` digit classes (0: unconditional).
+    pub fn with_classes(self, classes: usize) -> Self {
+        Model { net: UNet::with_classes(self.net.widths, classes), ..self }
+    }
+
+    /// Whether the network takes a digit label (section 8's class-conditional models).
+    pub fn is_conditional(&self) -> bool {
+        self.net.classes > 0
+    }
+
+    /// `f(x, t, y)` (or `D(x, t, y)`) for a batch x `[N, 1, H, W]` with one noise level per
+    /// sample (`times`, in [eps, T]) and, for a class-conditional network, one label per sample
+    /// (`labels`; None or an empty slice: no label). Returns the output and what the backward
+    /// needs (drop it when sampling).
     pub fn forward<B: Backend>(
         &self,
         be: &B,
         params: &BTensor<B>,
         x: &BTensor<B>,
         times: &[f64],
+        labels: &[Option<u8>],
     ) -> (BTensor<B>, Cache<B>) {
-        assert_eq!(times.len(), x.dim(0), "one noise level per sample");
+        let n = x.dim(0);
+        assert_eq!(times.len(), n, "one noise level per sample");
+        assert!(labels.is_empty() || labels.len() == n, "one label per sample, or none");
+        assert!(
+            self.is_conditional() || labels.iter().all(Option::is_none),
+            "an unconditional network takes no labels"
+        );
         let c = Coefficients::new(be, self.preconditioning, times);
         let scaled = be.empty(&x.shape);
         be.scale_add(&c.c_in, x, &c.zero, x, &scaled);
-        let (f_net, net) = self.net.forward(be, params, &scaled, &c.c_noise);
+        let one_hot = self.is_conditional().then(|| {
+            let classes = self.net.classes;
+            let mut rows = vec![0.0; n * classes];
+            for (i, label) in labels.iter().enumerate() {
+                if let Some(y) = *label {
+                    assert!((y as usize) < classes, "label {y} of a {classes}-class network");
+                    rows[i * classes + y as usize] = 1.0;
+                }
+            }
+            be.upload(&rows, &[n, classes])
+        });
+        let (f_net, net) = self.net.forward(be, params, &scaled, &c.c_noise, one_hot.as_ref());
         let out = be.empty(&x.shape);
         be.scale_add(&c.c_skip, x, &c.c_out, &f_net, &out);
         (out, Cache { c_out: c.c_out, net })

@@ -17,16 +17,17 @@ pub trait Denoise<B: Backend> {
     fn denoise(&self, be: &B, x: &BTensor<B>, times: &[f64]) -> BTensor<B>;
 }
 
-/// A trained EDM denoiser (section 4): a [`Model`] with `Preconditioning::Denoiser` and its
-/// weights.
+/// A trained EDM denoiser (section 4): a [`Model`] with `Preconditioning::Denoiser`, its
+/// weights, and for a class-conditional one the label of each sample (empty: none).
 pub struct Teacher<'a, B: Backend> {
     pub model: &'a Model,
     pub params: &'a BTensor<B>,
+    pub labels: &'a [Option<u8>],
 }
 
 impl<B: Backend> Denoise<B> for Teacher<'_, B> {
     fn denoise(&self, be: &B, x: &BTensor<B>, times: &[f64]) -> BTensor<B> {
-        self.model.forward(be, self.params, x, times).0
+        self.model.forward(be, self.params, x, times, self.labels).0
     }
 }
 

@@ -24,11 +24,12 @@ pub fn sample<B: Backend>(
     time_points: &[f64],
     seed: u64,
 ) -> crate::Result<BTensor<B>> {
-    sample_rows(be, model, params, 0..count, time_points, seed)
+    sample_rows(be, model, params, 0..count, time_points, seed, None)
 }
 
 /// Samples `rows` of the batch [`sample`] would draw with this seed, and only those: the page's
 /// CPU workers each draw a slice of one batch, and together give exactly `sample`'s digits.
+/// A class-conditional model draws `digit` (None: any digit, the label-dropout token).
 pub fn sample_rows<B: Backend>(
     be: &B,
     model: &Model,
@@ -36,11 +37,28 @@ pub fn sample_rows<B: Backend>(
     rows: Range<usize>,
     time_points: &[f64],
     seed: u64,
+    digit: Option<u8>,
 ) -> crate::Result<BTensor<B>> {
     check_time_points(time_points, false)?;
+    let labels = labels_for(model, digit, rows.len())?;
     let first = rows.start;
-    let x = start(be, model, params, None, &[rows.len(), 1, SIDE, SIDE], T, seed, first);
-    Ok(refine(be, model, params, x, time_points, seed, first))
+    let x = start(be, model, params, None, &[rows.len(), 1, SIDE, SIDE], T, seed, first, &labels);
+    Ok(refine(be, model, params, x, time_points, seed, first, &labels))
+}
+
+/// `count` copies of `digit` for a class-conditional model; an error for a digit the model
+/// cannot be asked for.
+pub fn labels_for(model: &Model, digit: Option<u8>, count: usize) -> crate::Result<Vec<Option<u8>>> {
+    match digit {
+        None => Ok(Vec::new()),
+        Some(_) if !model.is_conditional() => Err(crate::Error::Invalid(
+            "this model is unconditional: it was not trained with labels, so it cannot be asked for a digit".into(),
+        )),
+        Some(d) if d as usize >= model.net.classes => {
+            Err(crate::Error::Invalid(format!("digit {d} is not one of the model's {} classes", model.net.classes)))
+        }
+        Some(d) => Ok(vec![Some(d); count]),
+    }
 }
 
 /// How a model draws digits: a consistency model in one step from T plus Algorithm 1's
@@ -94,7 +112,8 @@ impl Sampler {
         }
     }
 
-    /// Rows `rows` of the batch this sampler draws with `seed`, with weights `params`.
+    /// Rows `rows` of the batch this sampler draws with `seed`, with weights `params`; of
+    /// `digit` for a class-conditional model (None: any digit).
     pub fn sample<B: Backend>(
         &self,
         be: &B,
@@ -102,10 +121,14 @@ impl Sampler {
         params: &BTensor<B>,
         rows: Range<usize>,
         seed: u64,
+        digit: Option<u8>,
     ) -> crate::Result<BTensor<B>> {
         match self {
-            Sampler::Consistency { time_points } => sample_rows(be, model, params, rows, time_points, seed),
-            Sampler::Ode { solver, steps } => ode::sample(be, &Teacher { model, params }, *solver, *steps, rows, seed),
+            Sampler::Consistency { time_points } => sample_rows(be, model, params, rows, time_points, seed, digit),
+            Sampler::Ode { solver, steps } => {
+                let labels = labels_for(model, digit, rows.len())?;
+                ode::sample(be, &Teacher { model, params, labels: &labels }, *solver, *steps, rows, seed)
+            }
         }
     }
 }
@@ -168,6 +191,7 @@ pub(crate) fn noised<B: Backend>(
 
 /// `f(x0 + t z, t)` with z from stream 0, or `f(t z, t)` without x0: the first step of
 /// sampling (from pure noise at T), of zero-shot editing and of SDEdit (from a known image).
+/// `labels`: one per sample for a class-conditional model, or none.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start<B: Backend>(
     be: &B,
@@ -178,9 +202,10 @@ pub(crate) fn start<B: Backend>(
     t: f64,
     seed: u64,
     first: usize,
+    labels: &[Option<u8>],
 ) -> BTensor<B> {
     let x = noised(be, x0, shape, t, seed, first);
-    model.forward(be, params, &x, &vec![t; shape[0]]).0
+    model.forward(be, params, &x, &vec![t; shape[0]], labels).0
 }
 
 /// One step of Algorithm 1: `f(x + sqrt(tau^2 - eps^2) z, tau)`, z from stream `stream`.
@@ -194,16 +219,18 @@ pub(crate) fn refine_step<B: Backend>(
     seed: u64,
     stream: u32,
     first: usize,
+    labels: &[Option<u8>],
 ) -> BTensor<B> {
     let count = x.dim(0);
     let z = noise(be, &x.shape, seed, stream, first);
     let noised = be.empty(&x.shape);
     be.scale_add(&per_sample(be, count, 1.0), x, &per_sample(be, count, (tau * tau - EPS * EPS).sqrt()), &z, &noised);
-    model.forward(be, params, &noised, &vec![tau; count]).0
+    model.forward(be, params, &noised, &vec![tau; count], labels).0
 }
 
 /// Algorithm 1's loop from an x at the first time point: step s (tau = `time_points[s]`) draws
 /// its noise from stream s + 1, after the start's stream 0.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn refine<B: Backend>(
     be: &B,
     model: &Model,
@@ -212,9 +239,10 @@ pub(crate) fn refine<B: Backend>(
     time_points: &[f64],
     seed: u64,
     first: usize,
+    labels: &[Option<u8>],
 ) -> BTensor<B> {
     for (s, &tau) in time_points.iter().enumerate() {
-        x = refine_step(be, model, params, &x, tau, seed, s as u32 + 1, first);
+        x = refine_step(be, model, params, &x, tau, seed, s as u32 + 1, first, labels);
     }
     x
 }

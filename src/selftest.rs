@@ -48,7 +48,7 @@ async fn compute<B: Backend>(be: &B) -> crate::Result<Vec<(&'static str, Vec<f32
     let grads = be.zeros(&[net.layout.len]);
     let x = t(&inputs(n * side * side, 1), &[n, 1, side, side]);
     let c_noise = t(&[-1.2, 0.9], &[n]);
-    let (y, cache) = net.forward(be, &params, &x, &c_noise);
+    let (y, cache) = net.forward(be, &params, &x, &c_noise, None);
     let dy = t(&inputs(n * side * side, 2), &[n, 1, side, side]);
     net.backward(be, &params, &grads, &cache, &dy);
     out.push(("network forward", be.read(&y).await?));

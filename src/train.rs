@@ -23,6 +23,7 @@ const PIXELS: usize = 28 * 28;
 const STREAM_BATCH: u32 = 0;
 const STREAM_NOISE: u32 = 1;
 const STREAM_LEVEL: u32 = 2;
+const STREAM_LABEL_DROPOUT: u32 = 3;
 
 /// What a run trains.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -41,12 +42,14 @@ pub enum Objective {
 }
 
 impl Objective {
-    /// The network a run of this objective trains.
-    pub fn model(self, widths: crate::nn::Widths) -> Model {
-        match self {
+    /// The network a run of this objective trains, with a label embedding for `classes`
+    /// digit classes (0: unconditional).
+    pub fn model(self, widths: crate::nn::Widths, classes: usize) -> Model {
+        let model = match self {
             Objective::Consistency | Objective::Distillation { .. } => Model::new(widths),
             Objective::Denoising => Model::denoiser(widths),
-        }
+        };
+        model.with_classes(classes)
     }
 }
 
@@ -65,6 +68,9 @@ pub struct TrainConfig {
     pub sampling_ema: f32,
     /// Global gradient-norm clip; 0 disables it.
     pub max_grad_norm: f32,
+    /// For a class-conditional network: the probability that a training digit's label is
+    /// dropped (replaced by "no label"), so the one network also samples unconditionally.
+    pub label_dropout: f32,
     pub seed: u64,
 }
 
@@ -96,6 +102,7 @@ impl TrainConfig {
             lr: 2e-4,
             sampling_ema: 0.999,
             max_grad_norm: 0.0,
+            label_dropout: 0.1,
             seed: 0,
         }
     }
@@ -199,6 +206,10 @@ pub struct Recipe {
     pub loss: Option<LossKind>,
     pub s0: Option<usize>,
     pub s1: Option<usize>,
+    /// Override the label dropout of a class-conditional network (default 0.1).
+    pub label_dropout: Option<f32>,
+    /// Override distillation's fixed grid of N = 18 points.
+    pub distill_n: Option<usize>,
     pub batch: usize,
     pub lr: f32,
     pub seed: u64,
@@ -218,7 +229,15 @@ impl Recipe {
             return invalid("the teacher's loss is denoising score matching: no loss, s0 or s1 to set".into());
         }
         if matches!(self.kind, RecipeKind::Distillation { .. }) && (self.s0.is_some() || self.s1.is_some()) {
-            return invalid("distillation has a fixed grid of N = 18 points: no s0 or s1 to set".into());
+            return invalid("distillation has a fixed grid of N points (set N, default 18): no s0 or s1 to set".into());
+        }
+        match (self.distill_n, &mut config.objective) {
+            (None, _) => {}
+            (Some(n), Objective::Distillation { n: grid, .. }) if n >= 2 => *grid = n,
+            (Some(n), Objective::Distillation { .. }) => {
+                return invalid(format!("the grid needs N >= 2 points, got {n}"))
+            }
+            (Some(_), _) => return invalid("N of the fixed grid is a distillation setting".into()),
         }
         match &mut config.schedule.kind {
             CtKind::Original { s0, s1, .. } | CtKind::Improved { s0, s1 } => {
@@ -242,6 +261,12 @@ impl Recipe {
         if self.batch == 0 {
             return invalid("the batch needs at least 1 digit".into());
         }
+        if let Some(p) = self.label_dropout {
+            if !(0.0..=1.0).contains(&p) {
+                return invalid(format!("the label dropout is a probability in [0, 1], got {p}"));
+            }
+            config.label_dropout = p;
+        }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return invalid(format!("the learning rate must be positive, got {}", self.lr));
         }
@@ -262,6 +287,8 @@ pub struct Trainer<B: Backend> {
     adam_v: BTensor<B>,
     data: B::Bytes,
     data_count: usize,
+    /// The digits' labels, for a class-conditional network (empty otherwise).
+    labels: Vec<u8>,
     /// The teacher of consistency distillation: its denoiser and weights.
     teacher: Option<(Model, BTensor<B>)>,
     /// Steps taken so far (k of the schedules).
@@ -277,11 +304,17 @@ struct Levels {
 
 impl<B: Backend> Trainer<B> {
     /// A new run from initial weights `init` (the layout of `model.net`) on `images`, a u8
-    /// dataset of 28x28 digits one after another.
-    pub fn new(be: &B, model: Model, config: TrainConfig, init: &[f32], images: &[u8]) -> Self {
+    /// dataset of 28x28 digits one after another, and their `labels` (used by a
+    /// class-conditional network; an unconditional one accepts an empty slice).
+    pub fn new(be: &B, model: Model, config: TrainConfig, init: &[f32], images: &[u8], labels: &[u8]) -> Self {
         let len = model.net.layout.len;
         assert_eq!(init.len(), len, "initial weights do not match the network");
         assert!(!images.is_empty() && images.len().is_multiple_of(PIXELS), "images must be whole 28x28 digits");
+        let data_count = images.len() / PIXELS;
+        if model.is_conditional() {
+            assert_eq!(labels.len(), data_count, "a class-conditional network needs a label per digit");
+            assert!(labels.iter().all(|&y| (y as usize) < model.net.classes), "labels must be classes of the network");
+        }
         // theta_minus = theta and the sampling EMA start at the initial weights (Algorithm 3).
         let params = be.upload(init, &[len]);
         Trainer {
@@ -291,7 +324,8 @@ impl<B: Backend> Trainer<B> {
             adam_m: be.zeros(&[len]),
             adam_v: be.zeros(&[len]),
             data: be.upload_bytes(images),
-            data_count: images.len() / PIXELS,
+            data_count,
+            labels: if model.is_conditional() { labels.to_vec() } else { Vec::new() },
             teacher: None,
             params,
             model,
@@ -302,10 +336,10 @@ impl<B: Backend> Trainer<B> {
 
     /// Continues the run saved in `checkpoint` on `images`. The rest of the run is exactly the
     /// one the saved run would have taken (every draw is keyed by seed, step and stream).
-    pub fn resume(be: &B, checkpoint: &Checkpoint, images: &[u8]) -> Self {
+    pub fn resume(be: &B, checkpoint: &Checkpoint, images: &[u8], labels: &[u8]) -> Self {
         let model = checkpoint.model();
         let [online, target, ema, m, v] = &checkpoint.states;
-        let mut trainer = Trainer::new(be, model, checkpoint.config.clone(), online, images);
+        let mut trainer = Trainer::new(be, model, checkpoint.config.clone(), online, images, labels);
         let len = online.len();
         trainer.target = be.upload(target, &[len]);
         trainer.ema = be.upload(ema, &[len]);
@@ -321,7 +355,8 @@ impl<B: Backend> Trainer<B> {
     /// Gives a distillation run its teacher: the EMA weights of a denoiser of the same widths.
     pub fn with_teacher(mut self, be: &B, weights: &[f32]) -> Self {
         assert_eq!(weights.len(), self.model.net.layout.len, "the teacher's weights do not match the network");
-        self.teacher = Some((Model::denoiser(self.model.net.widths), be.upload(weights, &[weights.len()])));
+        let teacher = Model::denoiser(self.model.net.widths).with_classes(self.model.net.classes);
+        self.teacher = Some((teacher, be.upload(weights, &[weights.len()])));
         self
     }
 
@@ -337,7 +372,8 @@ impl<B: Backend> Trainer<B> {
             Some((_, weights)) => Some(be.read(weights).await?),
             None => None,
         };
-        Ok(Checkpoint { widths: self.model.net.widths, config: self.config.clone(), step: self.step, states, teacher })
+        let (widths, classes) = (self.model.net.widths, self.model.net.classes);
+        Ok(Checkpoint { widths, classes, config: self.config.clone(), step: self.step, states, teacher })
     }
 
     fn key(&self, stream: u32) -> RandomKey {
@@ -400,10 +436,11 @@ impl<B: Backend> Trainer<B> {
         }
     }
 
-    /// The data and noise of samples `rows` of the step's batch: x ~ data, z ~ N(0, I). The
-    /// draws are made for the batch up to the last row and the slice's rows kept (a few kB of
-    /// random numbers, against a network evaluation per row).
-    fn data_and_noise(&self, be: &B, rows: Range<usize>) -> (BTensor<B>, BTensor<B>) {
+    /// The data and noise of samples `rows` of the step's batch: x ~ data, z ~ N(0, I), and
+    /// for a class-conditional network each digit's label, dropped (None) with probability
+    /// `label_dropout`. The draws are made for the batch up to the last row and the slice's
+    /// rows kept (a few kB of random numbers, against a network evaluation per row).
+    fn data_and_noise(&self, be: &B, rows: Range<usize>) -> (BTensor<B>, BTensor<B>, Vec<Option<u8>>) {
         let count = rows.len();
         let index = be.empty(&[rows.end]);
         be.random_index(self.key(STREAM_BATCH), self.data_count as u32, &index);
@@ -411,7 +448,20 @@ impl<B: Backend> Trainer<B> {
         be.gather_rows(&self.data, PIXELS, &be.rows(&index, rows.clone()), &x);
         let z = be.empty(&[rows.end, PIXELS]);
         be.random_normal(self.key(STREAM_NOISE), &z);
-        (x, be.rows(&z, rows))
+        // The host draws the same batch indices as the device (one Philox stream), so it knows
+        // the labels without a read-back.
+        let labels = if self.labels.is_empty() {
+            Vec::new()
+        } else {
+            let (batch, dropout) = (self.key(STREAM_BATCH), self.key(STREAM_LABEL_DROPOUT));
+            (rows.start as u32..rows.end as u32)
+                .map(|b| {
+                    let digit = self.labels[random::index_below(batch, b, self.data_count as u32) as usize];
+                    (random::uniform(dropout, b) >= self.config.label_dropout).then_some(digit)
+                })
+                .collect()
+        };
+        (x, be.rows(&z, rows), labels)
     }
 
     /// Section 4's denoising score matching for the EDM teacher: per sample ln t ~ N(-1.2,
@@ -422,12 +472,12 @@ impl<B: Backend> Trainer<B> {
         let times: Vec<f64> = (rows.start as u32..rows.end as u32)
             .map(|b| (schedule::P_MEAN_EDM + schedule::P_STD_EDM * random::normal(key, b) as f64).exp())
             .collect();
-        let (x, z) = self.data_and_noise(be, rows);
+        let (x, z, labels) = self.data_and_noise(be, rows);
         let ones = be.upload(&vec![1.0; count], &[count]);
         let t = be.upload(&times.iter().map(|&t| t as f32).collect::<Vec<_>>(), &[count]);
         let noisy = be.empty(&[count, 1, 28, 28]);
         be.scale_add(&ones, &x, &t, &z, &noisy);
-        let (denoised, cache) = self.model.forward(be, &self.params, &noisy, &times);
+        let (denoised, cache) = self.model.forward(be, &self.params, &noisy, &times, &labels);
         let weights: Vec<f64> = times.iter().map(|&t| schedule::edm_lambda(t)).collect();
         self.backpropagate(be, Metric::L2, &denoised, &x, &weights, &cache)
     }
@@ -470,7 +520,7 @@ impl<B: Backend> Trainer<B> {
         let levels = self.draw_levels(self.config.discretization(self.step), rows.clone());
 
         // x ~ data, z ~ N(0, I), one z shared by both points of the trajectory.
-        let (x, z) = self.data_and_noise(be, rows);
+        let (x, z, labels) = self.data_and_noise(be, rows);
         let ones = be.upload(&vec![1.0; count], &[count]);
         let noised = |t: &[f64]| {
             let t = be.upload(&t.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[count]);
@@ -483,13 +533,14 @@ impl<B: Backend> Trainer<B> {
             None => noised(&levels.t_n),
             Some(solver) => {
                 let (model, params) = self.teacher.as_ref().expect("a distillation run has its teacher");
-                ode::step(be, &Teacher { model, params }, solver, &x_next, &levels.t_next, &levels.t_n)
+                let teacher = Teacher { model, params, labels: &labels };
+                ode::step(be, &teacher, solver, &x_next, &levels.t_next, &levels.t_n)
             }
         };
 
         // L = lambda(t_n) d(f_theta(x + t_{n+1} z, t_{n+1}), stopgrad f_theta_minus(x + t_n z, t_n)).
-        let (online, cache) = self.model.forward(be, &self.params, &x_next, &levels.t_next);
-        let (target, _) = self.model.forward(be, &self.target, &x_n, &levels.t_n);
+        let (online, cache) = self.model.forward(be, &self.params, &x_next, &levels.t_next, &labels);
+        let (target, _) = self.model.forward(be, &self.target, &x_n, &levels.t_n, &labels);
         let weights: Vec<f64> = levels.weight.iter().map(|&w| w as f64).collect();
         self.backpropagate(be, self.config.metric, &online, &target, &weights, &cache)
     }

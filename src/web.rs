@@ -21,12 +21,12 @@ use crate::backend::cpu::CpuBackend;
 use crate::backend::gpu::GpuBackend;
 use crate::backend::{BTensor, Backend};
 use crate::checkpoint::{self, Checkpoint};
-use crate::data::mnist::Mnist;
+use crate::data::mnist::{Mnist, CLASSES};
 use crate::eval::classifier::to_model_range;
 use crate::eval::Evaluator;
 use crate::gpu::context::AdapterSummary;
 use crate::gpu::GpuContext;
-use crate::model::Model;
+use crate::model::{Model, Preconditioning};
 use crate::nn::Widths;
 use crate::sample::Sampler;
 use crate::train::{LossKind, Recipe, RecipeKind, Trainer};
@@ -146,6 +146,9 @@ struct Settings {
     batch: usize,
     lr: f32,
     seed: u64,
+    /// A class-conditional network (section 8), which samples a chosen digit.
+    #[serde(default)]
+    conditional: bool,
 }
 
 impl Settings {
@@ -168,6 +171,8 @@ impl Settings {
             loss,
             s0: None,
             s1: None,
+            label_dropout: None,
+            distill_n: None,
             batch: self.batch,
             lr: self.lr,
             seed: self.seed,
@@ -175,11 +180,38 @@ impl Settings {
     }
 }
 
+/// How the page asks for digits (see [`Studio::sample`]).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct SampleOptions {
+    /// Refinement times after the first step (Algorithm 1), descending in (eps, T).
+    #[serde(default)]
+    time_points: Vec<f64>,
+    /// The digit, for a class-conditional model; absent: any digit.
+    digit: Option<u8>,
+    /// Sample the run's diffusion teacher instead, by its ODE.
+    teacher: Option<TeacherSampling>,
+}
+
+#[derive(Deserialize)]
+struct TeacherSampling {
+    /// "heun" or "euler".
+    solver: String,
+    steps: usize,
+}
+
 /// Where the run stands, for the page's read-outs.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Status {
     backend: String,
+    /// "consistency", "denoising" (a diffusion teacher) or "distillation".
+    objective: &'static str,
+    /// Digit classes of a class-conditional network, 0 for an unconditional one.
+    classes: usize,
+    /// Whether the run has a diffusion teacher to compare with (a teacher run itself, or a
+    /// distillation run, which carries its teacher).
+    has_teacher: bool,
     step: u32,
     total_steps: u32,
     widths: [usize; 3],
@@ -205,13 +237,15 @@ struct Session<B: Backend> {
     /// `saved`'s EMA weights on the device, for sampling when no trainer is live.
     weights: Option<BTensor<B>>,
     trainer: Option<Trainer<B>>,
-    /// MNIST's training digits (u8, 28x28 each).
-    images: Option<Vec<u8>>,
+    /// A distillation run's teacher on the device, uploaded when first sampled.
+    teacher: Option<(Model, BTensor<B>)>,
+    /// MNIST's training digits (u8, 28x28 each) and their labels.
+    data: Option<Mnist>,
 }
 
 impl<B: Backend> Session<B> {
     fn new(be: B, saved: Checkpoint) -> Self {
-        Session { model: saved.model(), be, saved, weights: None, trainer: None, images: None }
+        Session { model: saved.model(), be, saved, weights: None, trainer: None, teacher: None, data: None }
     }
 
     /// Replaces the run (a loaded file or a fresh start); the training digits stay.
@@ -220,6 +254,7 @@ impl<B: Backend> Session<B> {
         self.saved = saved;
         self.weights = None;
         self.trainer = None;
+        self.teacher = None;
     }
 
     fn status(&self) -> Status {
@@ -229,6 +264,9 @@ impl<B: Backend> Session<B> {
         };
         Status {
             backend: self.be.name(),
+            objective: checkpoint::objective_name(config.objective),
+            classes: self.model.net.classes,
+            has_teacher: self.saved.teacher.is_some() || self.model.preconditioning == Preconditioning::Denoiser,
             step,
             total_steps: config.schedule.total_steps,
             widths: self.saved.widths.0,
@@ -238,15 +276,15 @@ impl<B: Backend> Session<B> {
             batch: config.batch,
             discretization: config.discretization(step),
             mu: config.target_ema(step),
-            has_data: self.images.is_some(),
+            has_data: self.data.is_some(),
         }
     }
 
     /// Starts the live trainer from the last good state, unless it is running already.
     fn start_trainer(&mut self) -> crate::Result<()> {
         if self.trainer.is_none() {
-            let images = self.images.as_ref().ok_or_else(|| Error::Invalid("MNIST is not loaded yet".into()))?;
-            self.trainer = Some(Trainer::resume(&self.be, &self.saved, images));
+            let data = self.data.as_ref().ok_or_else(|| Error::Invalid("MNIST is not loaded yet".into()))?;
+            self.trainer = Some(Trainer::resume(&self.be, &self.saved, &data.images, &data.labels));
         }
         Ok(())
     }
@@ -337,16 +375,52 @@ impl<B: Backend> Session<B> {
     }
 
     /// Rows `rows` of the batch of digits `seed` gives (all of them: `0..count`).
-    async fn sample(&mut self, rows: Range<usize>, seed: u64, time_points: &[f64]) -> crate::Result<Vec<u8>> {
+    async fn sample(&mut self, rows: Range<usize>, seed: u64, options: &SampleOptions) -> crate::Result<Vec<u8>> {
         if rows.start >= rows.end {
             return Err(Error::Invalid(format!("no digits to sample in rows {rows:?}")));
         }
-        // A teacher's run (from `cm train --recipe teacher`) samples by its ODE: Heun, 18 steps.
-        let sampler = Sampler::for_model(&self.model, time_points, "heun", 18)?;
-        let params = self.sampling_weights().clone();
-        let x = sampler.sample(&self.be, &self.model, &params, rows, seed)?;
+        let x = match &options.teacher {
+            // A distillation run's teacher, by its ODE from the same noise.
+            Some(t) if self.model.preconditioning == Preconditioning::Consistency => {
+                self.upload_teacher()?;
+                let (model, params) = self.teacher.as_ref().expect("uploaded");
+                let sampler = Sampler::for_model(model, &[], &t.solver, t.steps)?;
+                sampler.sample(&self.be, model, params, rows, seed, options.digit)?
+            }
+            _ => {
+                // A teacher's run (from `cm train --recipe teacher`) samples by its ODE, by
+                // default Heun with 18 steps.
+                let (solver, steps) = options.teacher.as_ref().map_or(("heun", 18), |t| (t.solver.as_str(), t.steps));
+                let sampler = Sampler::for_model(&self.model, &options.time_points, solver, steps)?;
+                let params = self.sampling_weights().clone();
+                sampler.sample(&self.be, &self.model, &params, rows, seed, options.digit)?
+            }
+        };
         Ok(image::to_gray(&self.be.read(&x).await?))
     }
+
+    /// Puts the diffusion teacher a distillation run carries on the device (once).
+    fn upload_teacher(&mut self) -> crate::Result<()> {
+        let Some(weights) = &self.saved.teacher else {
+            return Err(Error::Invalid(
+                "this run has no diffusion teacher to compare with: load a distilled run (it carries its teacher)"
+                    .into(),
+            ));
+        };
+        if self.teacher.is_none() {
+            let model = Model::denoiser(self.saved.widths).with_classes(self.saved.classes);
+            self.teacher = Some((model, self.be.upload(weights, &[weights.len()])));
+        }
+        Ok(())
+    }
+}
+
+/// The page's sampling options; undefined or null: one step, any digit.
+fn sample_options(value: JsValue) -> crate::Result<SampleOptions> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(SampleOptions::default());
+    }
+    serde_wasm_bindgen::from_value(value).map_err(|e| Error::Invalid(format!("sampling options: {e}")))
 }
 
 /// Pixels of a digit.
@@ -575,8 +649,9 @@ impl Studio {
         let settings: Settings = serde_wasm_bindgen::from_value(settings).map_err(JsValue::from)?;
         let widths = Widths::parse(&settings.widths).map_err(js_error)?;
         let config = settings.recipe().and_then(|r| r.config()).map_err(js_error)?;
+        let classes = if settings.conditional { CLASSES } else { 0 };
         let mut engine = claim(&self.slot)?;
-        with_session!(&mut *engine, s => s.replace(Checkpoint::start(widths, config)));
+        with_session!(&mut *engine, s => s.replace(Checkpoint::start(widths, classes, config)));
         Ok(())
     }
 
@@ -585,8 +660,9 @@ impl Studio {
     pub fn set_training_data(&self, images: &[u8], labels: &[u8]) -> Result<u32, JsValue> {
         let mnist = Mnist::from_idx_bytes(images, labels).map_err(js_error)?;
         let mut engine = claim(&self.slot)?;
-        with_session!(&mut *engine, s => s.images = Some(mnist.images));
-        Ok(mnist.count as u32)
+        let count = mnist.count as u32;
+        with_session!(&mut *engine, s => s.data = Some(mnist));
+        Ok(count)
     }
 
     /// Takes `steps` training steps in one submission; resolves to their mean loss. On a
@@ -603,17 +679,28 @@ impl Studio {
         bytes_call!(self, s => s.snapshot())
     }
 
-    /// `count` samples from the EMA weights, one step from T then one more step per entry of
-    /// `time_points` (descending, in (eps, T)); resolves to their 28x28 gray levels (a
+    /// `count` samples from the EMA weights; resolves to their 28x28 gray levels (a
     /// `Uint8Array` of `count * 784`). The same seed gives the same digits on every backend.
-    pub fn sample(&self, count: u32, seed: u32, time_points: Vec<f64>) -> js_sys::Promise {
-        bytes_call!(self, s => s.sample(0..count as usize, seed as u64, &time_points))
+    /// `options` (all optional): `{ timePoints, digit, teacher: { solver, steps } }`: one step
+    /// from T then one more per time point (descending, in (eps, T)); the digit of a
+    /// class-conditional model; or, with `teacher`, the run's diffusion teacher integrating its
+    /// ODE from the same noise ("heun" or "euler", `steps` steps).
+    pub fn sample(&self, count: u32, seed: u32, options: JsValue) -> js_sys::Promise {
+        let options = match sample_options(options) {
+            Ok(options) => options,
+            Err(e) => return js_sys::Promise::reject(&js_error(e)),
+        };
+        bytes_call!(self, s => s.sample(0..count as usize, seed as u64, &options))
     }
 
-    /// Digits `start..end` of the batch `sample` would draw with this seed: how the CPU
-    /// workers share one sampling call. Resolves to their gray levels.
-    pub fn sample_rows(&self, start: u32, end: u32, seed: u32, time_points: Vec<f64>) -> js_sys::Promise {
-        bytes_call!(self, s => s.sample(start as usize..end as usize, seed as u64, &time_points))
+    /// Digits `start..end` of the batch `sample` would draw with this seed and options: how
+    /// the CPU workers share one sampling call. Resolves to their gray levels.
+    pub fn sample_rows(&self, start: u32, end: u32, seed: u32, options: JsValue) -> js_sys::Promise {
+        let options = match sample_options(options) {
+            Ok(options) => options,
+            Err(e) => return js_sys::Promise::reject(&js_error(e)),
+        };
+        bytes_call!(self, s => s.sample(start as usize..end as usize, seed as u64, &options))
     }
 
     /// Data-parallel training, first half: samples `start..end` of the next step's batch.

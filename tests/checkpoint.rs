@@ -24,7 +24,7 @@ fn config() -> TrainConfig {
 fn new_trainer<B: Backend>(be: &B, config: &TrainConfig) -> Trainer<B> {
     let model = Model::new(Widths::TINY);
     let init = model.net.layout.init(config.seed);
-    Trainer::new(be, model, config.clone(), &init, &images())
+    Trainer::new(be, model, config.clone(), &init, &images(), &[])
 }
 
 fn checkpoint<B: Backend>(be: &B, trainer: &Trainer<B>) -> Checkpoint {
@@ -61,7 +61,7 @@ fn resume_is_exact<B: Backend>(be: &B) {
     let mut got = losses(be, &mut first, 3);
     let bytes = checkpoint(be, &first).to_bytes().unwrap();
     drop(first);
-    let mut resumed = Trainer::resume(be, &Checkpoint::from_bytes(&bytes).unwrap(), &images());
+    let mut resumed = Trainer::resume(be, &Checkpoint::from_bytes(&bytes).unwrap(), &images(), &[]);
     got.extend(losses(be, &mut resumed, 3));
 
     assert_eq!(got, expected, "losses of a resumed run");
@@ -200,7 +200,7 @@ fn randomly_damaged_checkpoints_never_panic() {
 fn the_objective_round_trips_and_old_files_are_consistency_runs() {
     use consistency::model::Preconditioning;
     use consistency::train::Objective;
-    let teacher = Checkpoint::start(Widths::TINY, TrainConfig { seed: 2, ..TrainConfig::teacher(50) });
+    let teacher = Checkpoint::start(Widths::TINY, 0, TrainConfig { seed: 2, ..TrainConfig::teacher(50) });
     let back = Checkpoint::from_bytes(&teacher.to_bytes().unwrap()).unwrap();
     assert_eq!(back, teacher);
     assert_eq!(back.config.objective, Objective::Denoising);
@@ -215,7 +215,7 @@ fn the_objective_round_trips_and_old_files_are_consistency_runs() {
 #[test]
 fn a_distillation_checkpoint_carries_its_teacher() {
     use consistency::ode::Solver;
-    let teacher = Checkpoint::start(Widths::TINY, TrainConfig { seed: 2, ..TrainConfig::teacher(50) });
+    let teacher = Checkpoint::start(Widths::TINY, 0, TrainConfig { seed: 2, ..TrainConfig::teacher(50) });
     let config = TrainConfig { seed: 4, ..TrainConfig::distillation(50, Solver::Euler) };
     let run = Checkpoint::distill(&teacher, config.clone()).unwrap();
     let bytes = run.to_bytes().unwrap();
@@ -226,7 +226,45 @@ fn a_distillation_checkpoint_carries_its_teacher() {
     let without = Checkpoint { teacher: None, ..run.clone() }.to_bytes().unwrap();
     let error = Checkpoint::from_bytes(&without).unwrap_err().to_string();
     assert!(error.contains("missing tensor 'teacher."), "{error}");
-    let not_a_teacher = Checkpoint::start(Widths::TINY, config.clone());
+    let not_a_teacher = Checkpoint::start(Widths::TINY, 0, config.clone());
     let error = Checkpoint::distill(&not_a_teacher, config).unwrap_err().to_string();
     assert!(error.contains("needs a diffusion teacher"), "{error}");
+}
+
+/// A class-conditional run's file says how many classes and keeps its label embedding and
+/// label dropout; one whose label embedding is gone, or with classes it has no weights for,
+/// is refused; files written before conditional models read as unconditional.
+#[test]
+fn a_conditional_checkpoint_round_trips() {
+    let config = TrainConfig { seed: 6, label_dropout: 0.25, ..TrainConfig::teacher(50) };
+    let run = Checkpoint::start(Widths::TINY, 10, config);
+    let back = Checkpoint::from_bytes(&run.to_bytes().unwrap()).unwrap();
+    assert_eq!(back, run);
+    assert!(back.model().is_conditional());
+    assert_eq!(back.config.label_dropout, 0.25);
+
+    let unconditional = Checkpoint::start(Widths::TINY, 0, run.config.clone());
+    let as_conditional = Checkpoint { classes: 10, ..unconditional.clone() };
+    let error = as_conditional.to_bytes().unwrap_err().to_string();
+    assert!(error.contains("values, expected"), "{error}");
+    let shipped = Checkpoint::from_bytes(&std::fs::read("assets/consistency-small.safetensors").unwrap()).unwrap();
+    assert_eq!(shipped.classes, 0);
+
+    // The metadata claims classes the tensors lack.
+    let bytes = unconditional.to_bytes().unwrap();
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    meta.insert("classes".into(), "10".into());
+    let views: Vec<(String, TensorView)> = tensors
+        .names()
+        .into_iter()
+        .map(|n| {
+            let t = tensors.tensor(n).unwrap();
+            (n.to_string(), TensorView::new(Dtype::F32, t.shape().to_vec(), t.data()).unwrap())
+        })
+        .collect();
+    let relabelled = safetensors::serialize(views, Some(meta)).unwrap();
+    let error = Checkpoint::from_bytes(&relabelled).unwrap_err().to_string();
+    assert!(error.contains("missing tensor 'online.label.weight'"), "{error}");
 }

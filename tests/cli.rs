@@ -193,3 +193,120 @@ fn a_teacher_trains_samples_by_its_solver_evaluates_and_is_distilled() {
         "no loss",
     );
 }
+
+/// Class-conditional models from the command line: a conditional teacher started from an
+/// unconditional one (`--init`), distilled into a conditional student, both sampled with
+/// `--digit`, evaluated with the label agreement and `--time-points` groups; and the
+/// refusals.
+#[test]
+fn conditional_models_train_from_an_unconditional_start_and_sample_a_digit() {
+    let dir = scratch("cli-conditional");
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let (plain, teacher, student, png) =
+        (path("plain.safetensors"), path("teacher.safetensors"), path("student.safetensors"), path("x.png"));
+    let tiny = ["--config", "tiny", "--batch", "4", "--backend", "cpu"];
+    succeeds(&[&["train", "--recipe", "teacher", "--steps", "2", "--out", &plain][..], &tiny].concat());
+    let text = succeeds(
+        &[
+            &["train", "--recipe", "teacher", "--conditional", "--init", &plain, "--steps", "2"][..],
+            &tiny,
+            &["--out", &teacher],
+        ]
+        .concat(),
+    );
+    // Every parameter of the unconditional network but the label embedding's two.
+    assert!(text.contains(&format!("started from {plain}")), "{text}");
+    let text = succeeds(&[
+        "sample",
+        "--checkpoint",
+        &teacher,
+        "--digit",
+        "7",
+        "--steps",
+        "2",
+        "--count",
+        "3",
+        "--backend",
+        "cpu",
+        "--out",
+        &png,
+    ]);
+    assert!(text.contains("3 samples of digit 7"), "{text}");
+    let text = succeeds(
+        &[
+            &[
+                "train",
+                "--recipe",
+                "distill",
+                "--teacher",
+                &teacher,
+                "--steps",
+                "2",
+                "--batch",
+                "4",
+                "--backend",
+                "cpu",
+            ][..],
+            &["--out", &student],
+        ]
+        .concat(),
+    );
+    assert!(text.contains("consistency distillation"), "{text}");
+    let text = succeeds(&[
+        "sample",
+        "--checkpoint",
+        &student,
+        "--digit",
+        "3",
+        "--count",
+        "2",
+        "--backend",
+        "cpu",
+        "--out",
+        &png,
+    ]);
+    assert!(text.contains("2 samples of digit 3, 1 step"), "{text}");
+    let text = succeeds(&[
+        "eval",
+        "--checkpoint",
+        &student,
+        "--count",
+        "20",
+        "--time-points",
+        ";0.8;5,0.8,0.2",
+        "--backend",
+        "cpu",
+    ]);
+    for expected in ["1 step", "2 steps (80, 0.8)", "4 steps (80, 5, 0.8, 0.2)", "the classifier agrees on"] {
+        assert!(text.contains(expected), "no '{expected}' in {text}");
+    }
+
+    fails_with(&["sample", "--checkpoint", &plain, "--digit", "3", "--backend", "cpu", "--out", &png], "unconditional");
+    fails_with(
+        &["sample", "--checkpoint", &teacher, "--digit", "12", "--backend", "cpu", "--out", &png],
+        "not one of the model's 10",
+    );
+    let other = path("other.safetensors");
+    fails_with(
+        &[&["train", "--recipe", "teacher", "--label-dropout", "0.2"][..], &tiny, &["--out", &other]].concat(),
+        "for a --conditional network",
+    );
+    fails_with(
+        &[&["train", "--recipe", "teacher", "--conditional", "--label-dropout", "1.5"][..], &tiny, &["--out", &other]]
+            .concat(),
+        "probability",
+    );
+    fails_with(
+        &[&["train", "--recipe", "distill", "--teacher", &teacher, "--conditional"][..], &tiny, &["--out", &other]]
+            .concat(),
+        "drop --conditional",
+    );
+    fails_with(
+        &[
+            &["train", "--recipe", "teacher", "--init", &plain, "--config", "small"][..],
+            &["--backend", "cpu", "--out", &other],
+        ]
+        .concat(),
+        "has widths",
+    );
+}

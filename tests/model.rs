@@ -21,7 +21,7 @@ fn setup(model: &Model) -> (Vec<f32>, Vec<f32>) {
 fn forward<B: Backend>(be: &B, model: &Model, params: &[f32], x: &[f32], times: &[f64]) -> Vec<f32> {
     let p = be.upload(params, &[params.len()]);
     let xt: BTensor<B> = be.upload(x, &[N, 1, 28, 28]);
-    read(be, &model.forward(be, &p, &xt, times).0)
+    read(be, &model.forward(be, &p, &xt, times, &[]).0)
 }
 
 #[test]
@@ -48,7 +48,7 @@ fn forward_backward<B: Backend>(
     let p = be.upload(params, &[params.len()]);
     let g = be.zeros(&[params.len()]);
     let xt = be.upload(x, &[N, 1, 28, 28]);
-    let (out, cache) = model.forward(be, &p, &xt, times);
+    let (out, cache) = model.forward(be, &p, &xt, times, &[]);
     model.backward(be, &p, &g, &cache, &be.upload(d_out, &[N, 1, 28, 28]));
     (read(be, &out), read(be, &g))
 }

@@ -1,5 +1,6 @@
-//! The whole reference U-Net at small widths: forward and backward on the GPU equal the CPU
-//! backend, and the backward agrees with finite differences of the whole network.
+//! The whole reference U-Net at small widths, class-conditional (so the label embedding is
+//! checked with everything else): forward and backward on the GPU equal the CPU backend, and
+//! the backward agrees with finite differences of the whole network.
 
 mod common;
 
@@ -13,6 +14,16 @@ const SIDE: usize = 28;
 /// channel, which cancel any per-channel bias before them, so several gradients there are
 /// exactly zero and would test nothing. These widths give 2 to 7 channels per group.
 const WIDTHS: Widths = Widths([16, 24, 32]);
+const CLASSES: usize = 10;
+
+/// One-hot labels of the three samples: digits 3 and 7, and a zero row (no label, as label
+/// dropout gives).
+fn labels() -> Vec<f32> {
+    let mut y = vec![0.0; N * CLASSES];
+    y[3] = 1.0;
+    y[2 * CLASSES + 7] = 1.0;
+    y
+}
 
 /// Random but well-conditioned inputs: initial weights with perturbed norms and biases (the
 /// initial zero biases and unit gains would leave those gradients untested), images in [-1, 1],
@@ -21,7 +32,8 @@ fn inputs(net: &UNet) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
     let mut params = net.layout.init(7);
     let jitter = random_vec(params.len(), 8);
     for p in &net.layout.params {
-        if !p.name.ends_with(".weight") {
+        // The label embedding starts at zero; perturbed, the output depends on the labels.
+        if !p.name.ends_with(".weight") || p.name == "label.weight" {
             for i in p.offset..p.offset + p.len() {
                 params[i] += 0.2 * jitter[i];
             }
@@ -43,7 +55,8 @@ fn run<B: Backend>(be: &B, net: &UNet, params: &[f32], x: &[f32], c_noise: &[f32
     let g = be.zeros(&[params.len()]);
     let xt = be.upload(x, &[N, 1, SIDE, SIDE]);
     let ct = be.upload(c_noise, &[N]);
-    let (y, cache) = net.forward(be, &p, &xt, &ct);
+    let yt = be.upload(&labels(), &[N, CLASSES]);
+    let (y, cache) = net.forward(be, &p, &xt, &ct, Some(&yt));
     let dyt: BTensor<B> = be.upload(dy, &[N, 1, SIDE, SIDE]);
     net.backward(be, &p, &g, &cache, &dyt);
     Run { y: read(be, &y), grads: read(be, &g) }
@@ -51,7 +64,7 @@ fn run<B: Backend>(be: &B, net: &UNet, params: &[f32], x: &[f32], c_noise: &[f32
 
 #[test]
 fn unet_forward_and_backward_on_gpu_equal_cpu() {
-    let net = UNet::new(WIDTHS);
+    let net = UNet::with_classes(WIDTHS, CLASSES);
     let (params, x, c_noise, dy) = inputs(&net);
     let on_gpu = run(&gpu(), &net, &params, &x, &c_noise, &dy);
     let on_cpu = run(&cpu(), &net, &params, &x, &c_noise, &dy);
@@ -74,14 +87,15 @@ fn unet_forward_and_backward_on_gpu_equal_cpu() {
 #[test]
 fn unet_backward_matches_finite_differences() {
     let be = cpu();
-    let net = UNet::new(WIDTHS);
+    let net = UNet::with_classes(WIDTHS, CLASSES);
     let (params, x, c_noise, dy) = inputs(&net);
     let grads = run(&be, &net, &params, &x, &c_noise, &dy).grads;
     let xt = be.upload(&x, &[N, 1, SIDE, SIDE]);
     let ct = be.upload(&c_noise, &[N]);
+    let yt = be.upload(&labels(), &[N, CLASSES]);
     let loss = |p: &[f32]| -> f64 {
         let pt = be.upload(p, &[p.len()]);
-        let y = read(&be, &net.forward(&be, &pt, &xt, &ct).0);
+        let y = read(&be, &net.forward(&be, &pt, &xt, &ct, Some(&yt)).0);
         y.iter().zip(&dy).map(|(&a, &b)| a as f64 * b as f64).sum()
     };
     check_directional_gradients(&net.layout, &params, &grads, 1e-2, 2e-3, loss);

@@ -86,7 +86,7 @@ fn the_sampler_follows_the_exact_trajectory_heun_to_second_order() {
 fn teacher_step<B: Backend>(be: &B, model: &Model, init: &[f32], x0: &[f32]) -> Vec<f32> {
     let params = be.upload(init, &[init.len()]);
     let x = be.upload(x0, &[2, 1, 28, 28]);
-    let teacher = Teacher { model, params: &params };
+    let teacher = Teacher { model, params: &params, labels: &[] };
     read(be, &ode::step(be, &teacher, Solver::Heun, &x, &[3.0, 0.5], &[1.5, 0.2]))
 }
 

@@ -30,15 +30,26 @@ const SAMPLE_SEED: u64 = 3;
 const HEAD: usize = 32;
 
 fn recipe() -> Recipe {
-    Recipe { kind: RecipeKind::Improved, total_steps: 100, loss: None, s0: None, s1: None, batch: 8, lr: 1e-3, seed: 5 }
+    Recipe {
+        kind: RecipeKind::Improved,
+        total_steps: 100,
+        loss: None,
+        s0: None,
+        s1: None,
+        label_dropout: None,
+        distill_n: None,
+        batch: 8,
+        lr: 1e-3,
+        seed: 5,
+    }
 }
 
 /// Each line of the fixture: a name and its numbers.
 fn compute() -> Vec<(String, Vec<f64>)> {
     let be = cpu();
     let mnist = Mnist::load_split("data/mnist", Split::Train).expect("MNIST in data/mnist (scripts/fetch-mnist)");
-    let start = Checkpoint::start(Widths::TINY, recipe().config().expect("valid recipe"));
-    let mut trainer = Trainer::resume(&be, &start, &mnist.images);
+    let start = Checkpoint::start(Widths::TINY, 0, recipe().config().expect("valid recipe"));
+    let mut trainer = Trainer::resume(&be, &start, &mnist.images, &[]);
     let losses: Vec<f64> = (0..STEPS).map(|_| read(&be, &trainer.step(&be))[0] as f64).collect();
     let online = read(&be, &trainer.params);
     let sum = online.iter().map(|&v| v as f64).sum::<f64>();

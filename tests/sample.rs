@@ -71,11 +71,53 @@ fn a_batch_sampled_in_slices_is_the_whole_batch() {
         let whole = draw(&cpu(), &model, &params, 5, points, 7);
         let cpu = cpu();
         let p = cpu.upload(&params, &[params.len()]);
-        let on_cpu = slices(&|rows| read(&cpu, &sample_rows(&cpu, &model, &p, rows, points, 7).unwrap()));
+        let on_cpu = slices(&|rows| read(&cpu, &sample_rows(&cpu, &model, &p, rows, points, 7, None).unwrap()));
         assert_eq!(on_cpu, whole, "steps {points:?}");
         let gpu = gpu();
         let p = gpu.upload(&params, &[params.len()]);
-        let on_gpu = slices(&|rows| read(&gpu, &sample_rows(&gpu, &model, &p, rows, points, 7).unwrap()));
+        let on_gpu = slices(&|rows| read(&gpu, &sample_rows(&gpu, &model, &p, rows, points, 7, None).unwrap()));
         assert_close(&format!("steps {points:?} on the GPU"), &on_gpu, &whole, 1e-3, 1e-4);
     }
+}
+
+/// Section 8's class-conditional sampling on the shipped distilled model
+/// (`assets/distilled-small.safetensors`): asked for a digit, the consistency model in one step
+/// and its teacher (Heun) draw that digit, as the project's classifier reads them, on most
+/// samples; and an unconditional model refuses a digit.
+#[test]
+fn conditional_sampling_honours_the_label() {
+    use consistency::checkpoint::Checkpoint;
+    use consistency::eval::Evaluator;
+    use consistency::sample::Sampler;
+    let be = cpu();
+    let saved = Checkpoint::from_bytes(&std::fs::read("assets/distilled-small.safetensors").unwrap()).unwrap();
+    let (student, teacher) = (saved.model(), Model::denoiser(saved.widths).with_classes(saved.classes));
+    assert!(student.is_conditional());
+    let ema = be.upload(saved.ema(), &[saved.ema().len()]);
+    let teacher_weights = saved.teacher.as_ref().expect("a distilled run carries its teacher");
+    let teacher_weights = be.upload(teacher_weights, &[teacher_weights.len()]);
+    let evaluator = Evaluator::shipped(&be).unwrap();
+    let per_digit = 12;
+    let runs = [
+        ("consistency model, 1 step", &student, &ema, Sampler::for_model(&student, &[], "", 0).unwrap()),
+        ("teacher, heun 6 steps", &teacher, &teacher_weights, Sampler::for_model(&teacher, &[], "heun", 6).unwrap()),
+    ];
+    for (name, model, params, sampler) in runs {
+        let mut agreed = [0; 10];
+        for digit in 0..10u8 {
+            let x = sampler.sample(&be, model, params, 0..per_digit, 21, Some(digit)).unwrap();
+            let images: Vec<f32> = read(&be, &x).into_iter().map(|v| v.clamp(-1.0, 1.0)).collect();
+            let classes = pollster::block_on(evaluator.classify_host(&be, &images)).unwrap().classes;
+            agreed[digit as usize] = classes.iter().filter(|&&c| c == digit).count();
+        }
+        let share = agreed.iter().sum::<usize>() as f64 / (10 * per_digit) as f64;
+        println!("{name}: the classifier agrees on {:.0}% (per digit {agreed:?})", 100.0 * share);
+        assert!(share >= 0.8, "{name}: the classifier agrees on only {:.0}%: {agreed:?}", 100.0 * share);
+    }
+
+    let unconditional = Model::new(Widths::TINY);
+    let params = be.upload(&unconditional.net.layout.init(1), &[unconditional.net.layout.len]);
+    let sampler = Sampler::for_model(&unconditional, &[], "", 0).unwrap();
+    let error = sampler.sample(&be, &unconditional, &params, 0..2, 0, Some(3)).unwrap_err().to_string();
+    assert!(error.contains("unconditional"), "{error}");
 }

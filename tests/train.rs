@@ -23,15 +23,16 @@ fn config(kind: CtKind, metric: Metric, batch: usize) -> TrainConfig {
         lr: 1e-3,
         sampling_ema: 0.99,
         max_grad_norm: 1.0,
+        label_dropout: 0.1,
         seed: 11,
     }
 }
 
 /// Losses of `steps` steps and the final online, target and EMA weights.
 fn train<B: Backend>(be: &B, config: &TrainConfig, images: &[u8], steps: usize) -> (Vec<f32>, [Vec<f32>; 3]) {
-    let model = config.objective.model(Widths::TINY);
+    let model = config.objective.model(Widths::TINY, 0);
     let init = model.net.layout.init(config.seed);
-    let mut trainer = Trainer::new(be, model, config.clone(), &init, images);
+    let mut trainer = Trainer::new(be, model, config.clone(), &init, images, &[]);
     let losses = (0..steps).map(|_| read(be, &trainer.step(be))[0]).collect();
     (losses, [read(be, &trainer.params), read(be, &trainer.target), read(be, &trainer.ema)])
 }
@@ -89,16 +90,16 @@ fn run_reads_the_mean_loss_of_a_chunk_and_refuses_a_non_finite_one() {
     let init = model().net.layout.init(config.seed);
 
     // The chunk's mean equals the mean of the same steps taken one at a time.
-    let mut one_by_one = Trainer::new(&be, model(), config.clone(), &init, &images);
+    let mut one_by_one = Trainer::new(&be, model(), config.clone(), &init, &images, &[]);
     let losses: Vec<f32> = (0..3).map(|_| read(&be, &one_by_one.step(&be))[0]).collect();
-    let mut chunked = Trainer::new(&be, model(), config.clone(), &init, &images);
+    let mut chunked = Trainer::new(&be, model(), config.clone(), &init, &images, &[]);
     let mean = pollster::block_on(chunked.run(&be, 3)).expect("finite loss");
     assert_eq!(chunked.step, 3);
     assert_close("chunk mean", &[mean], &[losses.iter().sum::<f32>() / 3.0], 1e-6, 0.0);
 
     // Weights blown up to infinity give a non-finite loss: an error that says so.
     let blown = vec![f32::MAX; init.len()];
-    let mut broken = Trainer::new(&be, model(), config, &blown, &images);
+    let mut broken = Trainer::new(&be, model(), config, &blown, &images, &[]);
     let error = pollster::block_on(broken.run(&be, 2)).expect_err("the loss is not finite");
     assert!(error.to_string().contains("the loss became"), "{error}");
 }
@@ -114,8 +115,8 @@ fn a_step_split_into_slices_follows_the_whole_batch() {
     let init = model().net.layout.init(config.seed);
     let be = cpu();
 
-    let mut whole = Trainer::new(&be, model(), config.clone(), &init, &images);
-    let mut split = Trainer::new(&be, model(), config.clone(), &init, &images);
+    let mut whole = Trainer::new(&be, model(), config.clone(), &init, &images, &[]);
+    let mut split = Trainer::new(&be, model(), config.clone(), &init, &images, &[]);
     for step in 0..3 {
         let loss = read(&be, &whole.step(&be))[0];
         let mut slices_loss = 0.0;
@@ -134,8 +135,8 @@ fn a_step_split_into_slices_follows_the_whole_batch() {
     }
 
     let gpu = gpu();
-    let mut on_gpu = Trainer::new(&gpu, model(), config.clone(), &init, &images);
-    let mut on_cpu = Trainer::new(&be, model(), config, &init, &images);
+    let mut on_gpu = Trainer::new(&gpu, model(), config.clone(), &init, &images, &[]);
+    let mut on_cpu = Trainer::new(&be, model(), config, &init, &images, &[]);
     let gpu_loss = read(&gpu, &on_gpu.gradients(&gpu, 3..5))[0];
     let cpu_loss = read(&be, &on_cpu.gradients(&be, 3..5))[0];
     assert_close("slice loss", &[gpu_loss], &[cpu_loss], 2e-3, 1e-6);
@@ -165,7 +166,7 @@ fn teacher_steps_on_gpu_equal_cpu_and_a_short_run_lowers_the_loss() {
 
 /// Three steps of the run saved in `start`: their losses and the online weights after them.
 fn resumed_steps<B: Backend>(be: &B, start: &Checkpoint, images: &[u8]) -> (Vec<f32>, Vec<f32>) {
-    let mut trainer = Trainer::resume(be, start, images);
+    let mut trainer = Trainer::resume(be, start, images, &[]);
     let losses = (0..3).map(|_| read(be, &trainer.step(be))[0]).collect();
     (losses, read(be, &trainer.params))
 }
@@ -175,7 +176,7 @@ fn resumed_steps<B: Backend>(be: &B, start: &Checkpoint, images: &[u8]) -> (Vec<
 #[test]
 fn distillation_steps_on_gpu_equal_cpu() {
     let images: Vec<u8> = random_vec(10 * 784, 12).iter().map(|v| ((v + 1.0) * 127.5) as u8).collect();
-    let teacher = Checkpoint::start(Widths::TINY, TrainConfig { seed: 5, ..TrainConfig::teacher(10) });
+    let teacher = Checkpoint::start(Widths::TINY, 0, TrainConfig { seed: 5, ..TrainConfig::teacher(10) });
     for solver in [Solver::Heun, Solver::Euler] {
         let config = TrainConfig { batch: 4, lr: 1e-3, seed: 3, ..TrainConfig::distillation(10, solver) };
         let start = Checkpoint::distill(&teacher, config.clone()).unwrap();
@@ -186,4 +187,39 @@ fn distillation_steps_on_gpu_equal_cpu() {
         assert_close(&format!("{solver:?} losses"), &gpu_losses, &cpu_losses, 2e-3, 1e-6);
         assert_weights_agree(&format!("{solver:?} online"), &gpu_online, &cpu_online, config.lr, 3);
     }
+}
+
+/// Three steps of the run saved in `start` with labels: their losses and the online weights.
+fn labelled_steps<B: Backend>(be: &B, start: &Checkpoint, images: &[u8], labels: &[u8]) -> (Vec<f32>, Vec<f32>) {
+    let mut trainer = Trainer::resume(be, start, images, labels);
+    let losses = (0..3).map(|_| read(be, &trainer.step(be))[0]).collect();
+    (losses, read(be, &trainer.params))
+}
+
+/// Class-conditional training (section 8): a teacher's and a distillation's steps with labels
+/// (some dropped) are the same on both backends, and the labels reach the network: the label
+/// embedding, zero at the start, moves.
+#[test]
+fn conditional_steps_on_gpu_equal_cpu() {
+    let images: Vec<u8> = random_vec(10 * 784, 14).iter().map(|v| ((v + 1.0) * 127.5) as u8).collect();
+    let labels: Vec<u8> = (0..10).collect();
+    let teacher_config = TrainConfig { batch: 6, lr: 1e-3, seed: 9, label_dropout: 0.3, ..TrainConfig::teacher(10) };
+    let teacher = Checkpoint::start(Widths::TINY, 10, teacher_config.clone());
+    let (gpu_losses, gpu_online) = labelled_steps(&gpu(), &teacher, &images, &labels);
+    let (cpu_losses, cpu_online) = labelled_steps(&cpu(), &teacher, &images, &labels);
+    assert_close("conditional teacher losses", &gpu_losses, &cpu_losses, 2e-3, 1e-6);
+    assert_weights_agree("conditional teacher online", &gpu_online, &cpu_online, teacher_config.lr, 3);
+    let layout = teacher.model().net.layout;
+    let label = layout.params.iter().find(|p| p.name == "label.weight").expect("a label embedding");
+    assert!(teacher.states[0][label.offset..label.offset + label.len()].iter().all(|v| *v == 0.0));
+    let moved = cpu_online[label.offset..label.offset + label.len()].iter().filter(|v| **v != 0.0).count();
+    assert!(moved > 0, "the label embedding never moved: the labels do not reach the network");
+
+    let config = TrainConfig { batch: 4, lr: 1e-3, seed: 3, ..TrainConfig::distillation(10, Solver::Heun) };
+    let start = Checkpoint::distill(&teacher, config.clone()).unwrap();
+    assert_eq!(start.classes, 10, "a conditional teacher gives a conditional student");
+    let (gpu_losses, gpu_online) = labelled_steps(&gpu(), &start, &images, &labels);
+    let (cpu_losses, cpu_online) = labelled_steps(&cpu(), &start, &images, &labels);
+    assert_close("conditional distillation losses", &gpu_losses, &cpu_losses, 2e-3, 1e-6);
+    assert_weights_agree("conditional distillation online", &gpu_online, &cpu_online, config.lr, 3);
 }

@@ -14,6 +14,9 @@ const EPS = 0.002;
 // Algorithm 1's intermediate time points for 2 and 4 steps (descending, in (eps, T)).
 const TIME_POINTS = { 1: [], 2: [0.8], 4: [8, 2, 0.5] };
 const PRETRAINED = "consistency-small.safetensors";
+// Distilled from a diffusion teacher (Algorithm 2), class-conditional; the file carries the
+// teacher, which the comparison panel samples.
+const DISTILLED = "distilled-small.safetensors";
 const AUTOSAVE_SECONDS = 30;
 const PREVIEW_SECONDS = 3;
 
@@ -150,9 +153,68 @@ async function refreshStatus() {
   $("stat-n").textContent = s.discretization;
   $("stat-mu").textContent = s.mu.toFixed(4);
   $("run-info").textContent =
-    `Run: ${s.widths.join("/")} channels, ${s.parameters.toLocaleString("en")} parameters, ${s.recipe}` +
-    ` on ${s.backend.trim()}.`;
+    `Run: ${s.widths.join("/")} channels, ${s.parameters.toLocaleString("en")} parameters,` +
+    `${s.classes ? " class-conditional," : ""} ${s.recipe} on ${s.backend.trim()}.`;
+  const digit = $("sample-digit");
+  digit.disabled = s.classes === 0;
+  if (digit.disabled) digit.value = "";
+  digit.title = digit.disabled ? "this model is unconditional: it was not trained with labels" : "the digit to draw";
+  run.hasTeacher = s.hasTeacher;
+  run.objective = s.objective;
+  compareButtons();
   return s;
+}
+
+// What the loaded run can do, from its status.
+const run = { hasTeacher: false, objective: "consistency" };
+
+// ---- compare: the teacher's ODE against the consistency model's one step ----------------------
+
+function compareButtons() {
+  const ready = engine !== null && !train.running;
+  $("compare-run").disabled = !ready || !run.hasTeacher || run.objective === "denoising";
+  $("compare-load").disabled = !ready;
+  $("compare-load").hidden = run.hasTeacher;
+}
+
+async function compare() {
+  const solver = $("compare-solver").value;
+  const steps = Math.max(1, Math.min(80, Math.round(Number($("compare-steps").value)) || 1));
+  const seed = Number($("compare-seed").value) >>> 0;
+  const digit = $("sample-digit").value === "" ? undefined : Number($("sample-digit").value);
+  const out = $("compare-status");
+  const count = 16;
+  $("compare-run").disabled = true;
+  out.textContent = `Sampling ${count} digits with the teacher (${solver}, ${steps} steps) and the consistency model…`;
+  try {
+    const timed = async (options) => {
+      const started = performance.now();
+      const gray = await engine.call("sample", count, seed, { digit, ...options });
+      return [gray, performance.now() - started];
+    };
+    const [teacher, teacherMs] = await timed({ teacher: { solver, steps } });
+    const [student, studentMs] = await timed({});
+    drawDigits($("compare-teacher"), teacher, 4, 3);
+    drawDigits($("compare-student"), student, 4, 3);
+    const evaluations = solver === "heun" ? 2 * steps - 1 : steps;
+    $("compare-teacher-caption").textContent =
+      `teacher: ${solver}, ${steps} step${steps > 1 ? "s" : ""} (${evaluations} evaluations), ${teacherMs.toFixed(0)} ms`;
+    $("compare-student-caption").textContent = `consistency model: 1 step (1 evaluation), ${studentMs.toFixed(0)} ms`;
+    $("compare-teacher").dataset.ms = teacherMs.toFixed(1);
+    $("compare-student").dataset.ms = studentMs.toFixed(1);
+    out.textContent =
+      `Same noise (seed ${seed}${digit === undefined ? "" : `, digit ${digit}`}) on the ${engine.kind.toUpperCase()}: ` +
+      `the consistency model was ${(teacherMs / studentMs).toFixed(1)}x faster.`;
+  } catch (error) {
+    out.textContent = `Comparing failed: ${message(error)}`;
+  } finally {
+    compareButtons();
+  }
+}
+
+async function loadDistilled() {
+  await forgetRun();
+  await loadRun(await fetchWithProgress(DISTILLED, $("load-model")), "the distilled model");
 }
 
 function drawLossChart() {
@@ -205,13 +267,14 @@ async function sample() {
   out.textContent = `Sampling ${count} digits on the ${engine.kind.toUpperCase()}…`;
   try {
     const started = performance.now();
-    const gray = await engine.call("sample", count, seed, TIME_POINTS[steps]);
+    const digit = $("sample-digit").value === "" ? undefined : Number($("sample-digit").value);
+    const gray = await engine.call("sample", count, seed, { timePoints: TIME_POINTS[steps], digit });
     const ms = performance.now() - started;
     const columns = count > 16 ? 8 : 4;
     drawDigits($("samples"), gray, columns, 3);
     lastSamples = { gray, count, columns, zoom: 3 };
     out.textContent =
-      `${count} digits in ${steps} network evaluation${steps > 1 ? "s" : ""} each: ` +
+      `${count} ${digit === undefined ? "digits" : `${digit}s`} in ${steps} network evaluation${steps > 1 ? "s" : ""} each: ` +
       `${ms.toFixed(0)} ms per batch on the ${engine.kind.toUpperCase()}, seed ${seed}. Click a digit to edit it.`;
     out.dataset.ms = ms.toFixed(1);
     const classes = await bindings.classify_digits(gray);
@@ -235,6 +298,7 @@ function settings() {
     batch: Number(form.get("batch")),
     lr: Number(form.get("lr")),
     seed: Number(form.get("seed")),
+    conditional: form.get("conditional") === "on",
   };
 }
 
@@ -242,9 +306,10 @@ function trainButtons() {
   const idle = engine !== null && !train.running;
   $("train-run").disabled = !idle;
   $("train-pause").disabled = !train.running;
-  for (const id of ["train-reset", "train-download", "train-upload", "train-pretrained", "engine-choice"]) {
+  for (const id of ["train-reset", "train-download", "train-upload", "train-pretrained", "train-distilled", "engine-choice"]) {
     $(id).disabled = !idle;
   }
+  compareButtons();
   $("train-run").textContent = train.losses.length && !train.running ? "Resume" : "Train";
 }
 
@@ -268,7 +333,7 @@ async function loadMnist() {
 // training steps, so the next one waits at least five times as long as this one took.
 async function preview() {
   const started = performance.now();
-  const gray = await engine.call("sample", 16, 0, []);
+  const gray = await engine.call("sample", 16, 0, {});
   drawDigits($("train-samples"), gray, 4, 2);
   train.lastPreview = performance.now();
   train.previewGap = Math.max(PREVIEW_SECONDS * 1000, 5 * (train.lastPreview - started));
@@ -565,10 +630,10 @@ async function benchmark() {
         if (steps > 1) seconds = await timed(() => engine.call("train", steps));
         // One-step sampling of 64 digits, back to back (as the peers' harnesses time theirs):
         // a warm-up, then up to 7 runs or 2 seconds, at least 2 runs; median and fastest.
-        await engine.call("sample", 64, 0, []);
+        await engine.call("sample", 64, 0, {});
         const runs = [];
         while (runs.length < 2 || (runs.length < 7 && runs.reduce((a, b) => a + b, 0) < 2)) {
-          runs.push(await timed(() => engine.call("sample", 64, runs.length + 1, [])));
+          runs.push(await timed(() => engine.call("sample", 64, runs.length + 1, {})));
         }
         const sorted = [...runs].sort((a, b) => a - b);
         const ms = (seconds) => (seconds * 1000).toFixed(0);
@@ -766,6 +831,10 @@ function wire() {
     await forgetRun();
     await loadRun(await fetchWithProgress(PRETRAINED, $("load-model")), "the pretrained model");
   });
+  $("train-distilled").addEventListener("click", loadDistilled);
+  $("compare-load").addEventListener("click", loadDistilled);
+  $("compare-run").addEventListener("click", compare);
+  $("sample-digit").addEventListener("change", sample);
   $("edit-kind").addEventListener("change", editKindChanged);
   $("edit-level").addEventListener("input", editKindChanged);
   $("edit-clear").addEventListener("click", () => {

@@ -121,9 +121,9 @@ export class CpuEngine {
 
   // Digits of one seeded batch, each worker drawing a slice of it (the slices are exactly the
   // rows of the whole batch: `Studio.sample_rows`).
-  async sample(count, seed, timePoints) {
+  async sample(count, seed, options) {
     const slices = split(count, this.workers.length);
-    const parts = await Promise.all(slices.map(([a, b], i) => this.workers[i].call("sample_rows", [a, b, seed, timePoints])));
+    const parts = await Promise.all(slices.map(([a, b], i) => this.workers[i].call("sample_rows", [a, b, seed, options])));
     const out = new Uint8Array(count * 784);
     parts.forEach((part, i) => out.set(part, slices[i][0] * 784));
     return out;

@@ -9,7 +9,7 @@ use consistency::backend::cpu::CpuBackend;
 use consistency::backend::gpu::GpuBackend;
 use consistency::backend::Backend;
 use consistency::checkpoint::Checkpoint;
-use consistency::data::mnist::{Mnist, Split};
+use consistency::data::mnist::{Mnist, Split, CLASSES};
 use consistency::model::{Model, Preconditioning};
 use consistency::nn::{UNet, Widths};
 use consistency::ode::Solver;
@@ -88,6 +88,22 @@ struct TrainArgs {
     /// Override the recipe's curriculum end s1.
     #[arg(long)]
     s1: Option<usize>,
+    /// For --recipe distill: N, the points of the fixed time grid (the paper's 18).
+    #[arg(long)]
+    distill_n: Option<usize>,
+    /// A class-conditional network (section 8): it also takes the digit, so `cm sample
+    /// --digit` can ask for one. (A distillation inherits its teacher's choice.)
+    #[arg(long)]
+    conditional: bool,
+    /// Start from the weights (the sampling EMA) of this checkpoint, matched by parameter name:
+    /// e.g. a --conditional teacher from an unconditional one, whose label embedding then
+    /// starts at zero.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// For --conditional: the probability that a training digit's label is dropped, so the
+    /// network also learns to sample without one.
+    #[arg(long)]
+    label_dropout: Option<f32>,
     #[arg(long, default_value_t = 64)]
     batch: usize,
     #[arg(long, default_value_t = 2e-4)]
@@ -132,6 +148,9 @@ struct SampleArgs {
     /// A teacher's solver steps on the Karras grid (Heun: 2 steps - 1 evaluations).
     #[arg(long, default_value_t = 18)]
     steps: usize,
+    /// The digit to draw, for a class-conditional model (default: any).
+    #[arg(long)]
+    digit: Option<u8>,
     /// Sample with the online weights instead of the sampling EMA.
     #[arg(long)]
     online: bool,
@@ -153,9 +172,11 @@ struct EvalArgs {
     /// Samples per measurement (the MNIST-FID convention is 10,000).
     #[arg(long, default_value_t = 10_000)]
     count: usize,
-    /// The second step's time for two-step sampling (80, then this).
-    #[arg(long, default_value_t = 0.8)]
-    mid: f64,
+    /// For a consistency model, the multistep samplers to measure (Algorithm 1): groups of
+    /// refinement times after the first step from 80, separated by ';' (an empty group is
+    /// one-step sampling). The default measures 1 step and 2 steps (80, 0.8).
+    #[arg(long, default_value = ";0.8", allow_hyphen_values = true)]
+    time_points: String,
     /// For a diffusion teacher, the samplers to measure instead: solver:steps pairs (Heun takes
     /// 2 steps - 1 evaluations, Euler one per step).
     #[arg(long, value_delimiter = ',', default_value = "heun:18,euler:18")]
@@ -171,6 +192,10 @@ struct EvalArgs {
     /// Also print a markdown table row with this label (used by scripts/compare-recipes).
     #[arg(long)]
     markdown: Option<String>,
+    /// Append one CSV row per sampler (label, sampler, evaluations, FID, class entropy,
+    /// seconds) to this file, labelled with --markdown's label (scripts/compare-samplers).
+    #[arg(long)]
+    csv: Option<PathBuf>,
     #[arg(long, default_value = "data/mnist")]
     data: PathBuf,
     #[arg(long, value_enum, default_value = "gpu")]
@@ -405,6 +430,8 @@ fn config_from_args(args: &TrainArgs) -> consistency::Result<TrainConfig> {
         }),
         s0: args.s0,
         s1: args.s1,
+        label_dropout: args.label_dropout,
+        distill_n: args.distill_n,
         batch: args.batch,
         lr: args.lr,
         seed: args.seed,
@@ -417,7 +444,7 @@ fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
     let mut trainer = if args.resume && args.out.exists() {
         let saved = load_checkpoint(&args.out)?;
         eprintln!("resuming {} at step {}", args.out.display(), saved.step);
-        Trainer::resume(be, &saved, &mnist.images)
+        Trainer::resume(be, &saved, &mnist.images, &mnist.labels)
     } else {
         if args.out.exists() && !args.resume {
             return Err(Error::Invalid(format!(
@@ -426,15 +453,41 @@ fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
             )));
         }
         let config = config_from_args(args)?;
+        if args.label_dropout.is_some() && !args.conditional {
+            return Err(Error::Invalid("--label-dropout is for a --conditional network".into()));
+        }
         match (&args.teacher, args.recipe == RecipeChoice::Distill) {
             (Some(path), true) => {
+                if args.conditional || args.init.is_some() {
+                    return Err(Error::Invalid(
+                        "a distillation starts from its teacher, and is conditional exactly when it is: drop --conditional and --init".into(),
+                    ));
+                }
                 let teacher = load_checkpoint(path)?;
-                Trainer::resume(be, &Checkpoint::distill(&teacher, config)?, &mnist.images)
+                Trainer::resume(be, &Checkpoint::distill(&teacher, config)?, &mnist.images, &mnist.labels)
             }
             (None, false) => {
-                let model = config.objective.model(Widths::parse(&args.config)?);
-                let init = model.net.layout.init(config.seed);
-                Trainer::new(be, model, config, &init, &mnist.images)
+                let classes = if args.conditional { CLASSES } else { 0 };
+                let model = config.objective.model(Widths::parse(&args.config)?, classes);
+                let mut init = model.net.layout.init(config.seed);
+                if let Some(path) = &args.init {
+                    let from = load_checkpoint(path)?;
+                    if from.widths != model.net.widths {
+                        return Err(Error::Invalid(format!(
+                            "--init {} has widths {:?}, this run {:?}: pass --config to match",
+                            path.display(),
+                            from.widths.0,
+                            model.net.widths.0
+                        )));
+                    }
+                    let copied = model.net.layout.copy_matching(&mut init, &from.model().net.layout, from.ema());
+                    eprintln!(
+                        "started from {} ({copied} of {} parameters)",
+                        path.display(),
+                        model.net.layout.params.len()
+                    );
+                }
+                Trainer::new(be, model, config, &init, &mnist.images, &mnist.labels)
             }
             (None, true) => return Err(Error::Invalid("--recipe distill needs --teacher <checkpoint>".into())),
             (Some(_), false) => return Err(Error::Invalid("--teacher is for --recipe distill".into())),
@@ -516,10 +569,11 @@ fn sample<B: Backend>(be: &B, args: &SampleArgs) -> consistency::Result<()> {
     let params = be.upload(weights, &[weights.len()]);
     let sampler = Sampler::for_model(&model, &args.time_points, &args.solver, args.steps)?;
     let started = Instant::now();
-    let x = sampler.sample(be, &model, &params, 0..args.count, args.seed)?;
+    let x = sampler.sample(be, &model, &params, 0..args.count, args.seed, args.digit)?;
     let values = pollster::block_on(be.read(&x))?;
+    let of_digit = args.digit.map(|d| format!(" of digit {d}")).unwrap_or_default();
     eprintln!(
-        "{} samples, {}, in {:.2} s on {}",
+        "{} samples{of_digit}, {}, in {:.2} s on {}",
         args.count,
         sampler.describe(),
         started.elapsed().as_secs_f64(),
@@ -571,8 +625,8 @@ fn train_classifier<B: Backend>(
 /// Samples drawn this many at a time, so 10,000 of them fit in memory.
 const SAMPLE_CHUNK: usize = 500;
 
-/// `count` samples clamped to [-1, 1] on the host. Chunk c draws with seed `seed + c << 32`, so
-/// the set depends only on seed and count.
+/// `count` samples (of `digit`, for a class-conditional model) clamped to [-1, 1] on the host.
+/// Chunk c draws with seed `seed + c << 32`, so the set depends only on seed and count.
 fn draw<B: Backend>(
     be: &B,
     model: &Model,
@@ -580,21 +634,34 @@ fn draw<B: Backend>(
     sampler: &Sampler,
     count: usize,
     seed: u64,
+    digit: Option<u8>,
 ) -> consistency::Result<Vec<f32>> {
     let mut out = Vec::with_capacity(count * 784);
     for (c, start) in (0..count).step_by(SAMPLE_CHUNK).enumerate() {
         let n = SAMPLE_CHUNK.min(count - start);
-        let x = sampler.sample(be, model, params, 0..n, seed.wrapping_add((c as u64) << 32))?;
+        let x = sampler.sample(be, model, params, 0..n, seed.wrapping_add((c as u64) << 32), digit)?;
         out.extend(pollster::block_on(be.read(&x))?.into_iter().map(|v| v.clamp(-1.0, 1.0)));
     }
     Ok(out)
 }
 
-/// The samplers `cm eval` measures: one and two steps for a consistency model, the `--ode`
-/// list for a teacher.
+/// The samplers `cm eval` measures: the `--time-points` groups for a consistency model, the
+/// `--ode` list for a teacher.
 fn eval_samplers(model: &Model, args: &EvalArgs) -> consistency::Result<Vec<Sampler>> {
     if model.preconditioning == Preconditioning::Consistency {
-        return Ok(vec![Sampler::for_model(model, &[], "", 0)?, Sampler::for_model(model, &[args.mid], "", 0)?]);
+        return args
+            .time_points
+            .split(';')
+            .map(|group| {
+                let points = group
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| p.parse().map_err(|_| Error::Invalid(format!("--time-points: '{p}' is not a time"))))
+                    .collect::<consistency::Result<Vec<f64>>>()?;
+                Sampler::for_model(model, &points, "", 0)
+            })
+            .collect();
     }
     args.ode
         .iter()
@@ -626,11 +693,40 @@ fn eval<B: Backend>(be: &B, args: &EvalArgs) -> consistency::Result<()> {
     let mut row = Vec::new();
     for sampler in eval_samplers(&model, args)? {
         let started = Instant::now();
-        let images = draw(be, &model, &params, &sampler, args.count, args.seed)?;
+        let images = draw(be, &model, &params, &sampler, args.count, args.seed, None)?;
         let seconds = started.elapsed().as_secs_f64();
         let quality = pollster::block_on(evaluator.classify_host(be, &images))
             .and_then(|c| consistency::eval::Quality::new(&c, &reference))?;
         println!("  {} ({} samples drawn in {seconds:.1} s): {quality}", sampler.describe(), args.count);
+        if let Some(path) = &args.csv {
+            if !path.exists() {
+                append(path, "label,sampler,evaluations,fid,class_entropy,count,seconds\n")?;
+            }
+            let label = args.markdown.as_deref().unwrap_or_default().replace(',', ";");
+            let line = format!(
+                "{label},{},{},{:.3},{:.4},{},{seconds:.1}\n",
+                sampler.describe().replace(',', ";"),
+                sampler.evaluations(),
+                quality.fid,
+                quality.class_entropy,
+                args.count
+            );
+            append(path, &line)?;
+        }
+        if model.is_conditional() {
+            // Section 8's class-conditional sampling: ask for each digit in turn and count how
+            // often the classifier sees the digit that was asked for.
+            let per_digit = args.count.div_ceil(CLASSES).min(1000);
+            let mut agreed = [0usize; CLASSES];
+            for digit in 0..CLASSES as u8 {
+                let images = draw(be, &model, &params, &sampler, per_digit, args.seed, Some(digit))?;
+                let classes = pollster::block_on(evaluator.classify_host(be, &images))?.classes;
+                agreed[digit as usize] = classes.iter().filter(|&&c| c == digit).count();
+            }
+            let total: usize = agreed.iter().sum();
+            let share = 100.0 * total as f64 / (per_digit * CLASSES) as f64;
+            println!("    asked for each digit ({per_digit} each): the classifier agrees on {share:.1}%, per digit {agreed:?}");
+        }
         row.push(quality);
     }
     if let (Some(label), [first, second, ..]) = (&args.markdown, &row[..]) {

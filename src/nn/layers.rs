@@ -86,8 +86,13 @@ pub struct Linear {
 
 impl Linear {
     pub fn new(layout: &mut ParamLayout, name: &str, inputs: usize, outputs: usize) -> Self {
+        Self::with_weight_init(layout, name, inputs, outputs, Init::FanIn(inputs))
+    }
+
+    /// A linear layer whose weight starts as `init` (the bias starts at zero).
+    pub fn with_weight_init(layout: &mut ParamLayout, name: &str, inputs: usize, outputs: usize, init: Init) -> Self {
         Linear {
-            weight: layout.add(&format!("{name}.weight"), &[outputs, inputs], Init::FanIn(inputs)),
+            weight: layout.add(&format!("{name}.weight"), &[outputs, inputs], init),
             bias: layout.add(&format!("{name}.bias"), &[outputs], Init::Zeros),
             in_features: inputs,
             out_features: outputs,

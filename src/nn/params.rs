@@ -63,6 +63,23 @@ impl ParamLayout {
         self.params.iter().map(Param::len).sum()
     }
 
+    /// Copies into `values` (this layout) every parameter of `from_values` (laid out as `from`)
+    /// with the same name and shape: how a run starts from another's weights (a conditional
+    /// network from an unconditional one: all but the label embedding). Returns the number
+    /// of parameters copied.
+    pub fn copy_matching(&self, values: &mut [f32], from: &ParamLayout, from_values: &[f32]) -> usize {
+        assert_eq!(values.len(), self.len, "values must be in this layout");
+        assert_eq!(from_values.len(), from.len, "from_values must be in the layout `from`");
+        let mut copied = 0;
+        for p in &self.params {
+            if let Some(q) = from.params.iter().find(|q| q.name == p.name && q.shape == p.shape) {
+                values[p.offset..p.offset + p.len()].copy_from_slice(&from_values[q.offset..q.offset + q.len()]);
+                copied += 1;
+            }
+        }
+        copied
+    }
+
     /// Initial values for the whole flat buffer (padding is zero), drawn from Philox so the
     /// same seed gives the same network on every backend.
     pub fn init(&self, seed: u64) -> Vec<f32> {

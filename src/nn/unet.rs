@@ -3,7 +3,7 @@
 //! concatenation. Forward and backward are written out by hand, in the order they run.
 
 use super::layers::{Conv, Linear, NormSilu, ResBlock, ResBlockCache};
-use super::params::ParamLayout;
+use super::params::{Init, ParamLayout};
 use crate::backend::{BTensor, Backend};
 
 /// Channel widths (C0, C1, C2) at 28x28, 14x14 and 7x7.
@@ -36,9 +36,15 @@ impl Widths {
 
 pub struct UNet {
     pub widths: Widths,
+    /// Digit classes of a class-conditional network (10 for MNIST), 0 for an unconditional one.
+    pub classes: usize,
     pub layout: ParamLayout,
     time1: Linear,
     time2: Linear,
+    /// The label embedding of a class-conditional network: a linear map of the one-hot label,
+    /// added to the time embedding. The all-zero one-hot row is "no label" (label dropout), so
+    /// one network samples both with and without a digit.
+    label: Option<Linear>,
     stem: Conv,
     enc28: ResBlock,
     down14: Conv,
@@ -58,6 +64,7 @@ pub struct UNet {
 /// Activations the backward pass needs, named after the forward's variables.
 pub struct UNetCache<B: Backend> {
     x: BTensor<B>,
+    labels: Option<BTensor<B>>,
     emb: BTensor<B>,
     t1: BTensor<B>,
     t2: BTensor<B>,
@@ -115,7 +122,14 @@ fn sum<B: Backend>(be: &B, a: &BTensor<B>, b: &BTensor<B>) -> BTensor<B> {
 }
 
 impl UNet {
+    /// The unconditional network of reference-unet.md.
     pub fn new(widths: Widths) -> Self {
+        Self::with_classes(widths, 0)
+    }
+
+    /// The network with a label embedding for `classes` classes (0: unconditional). Its
+    /// parameters come after the unconditional network's, so the two share every other offset.
+    pub fn with_classes(widths: Widths, classes: usize) -> Self {
         let [c0, c1, c2] = widths.0;
         let t = 4 * c0; // time-embedding width
         let l = &mut ParamLayout::default();
@@ -137,20 +151,26 @@ impl UNet {
             dec28: ResBlock::new(l, "up.4", c1 + c0, c0, t),
             head_norm: NormSilu::new(l, "head.norm", c0),
             head: Conv::new(l, "head.conv", c0, 1, 3, 1),
+            // Zero at the start: the network begins as the unconditional one (and a run
+            // started from an unconditional network's weights begins exactly as that network).
+            label: (classes > 0).then(|| Linear::with_weight_init(l, "label", classes, t, Init::Zeros)),
+            classes,
             layout: ParamLayout::default(),
         };
         UNet { layout: std::mem::take(l), ..net }
     }
 
-    /// `F(x, c_noise)`: x `[N, 1, H, W]` (already scaled by c_in; H and W multiples of 4),
-    /// c_noise `[N]`. Returns the output `[N, 1, H, W]` and what the backward needs (drop it
-    /// when no gradient is wanted).
+    /// `F(x, c_noise, y)`: x `[N, 1, H, W]` (already scaled by c_in; H and W multiples of 4),
+    /// c_noise `[N]`, and for a class-conditional network the one-hot labels `[N, classes]`
+    /// (a zero row: no label). Returns the output `[N, 1, H, W]` and what the backward needs
+    /// (drop it when no gradient is wanted).
     pub fn forward<B: Backend>(
         &self,
         be: &B,
         params: &BTensor<B>,
         x: &BTensor<B>,
         c_noise: &BTensor<B>,
+        labels: Option<&BTensor<B>>,
     ) -> (BTensor<B>, UNetCache<B>) {
         let n = x.dim(0);
         let emb = be.empty(&[n, self.time1.in_features]);
@@ -158,7 +178,15 @@ impl UNet {
         let t1 = self.time1.forward(be, params, &emb);
         let t2 = be.empty(&t1.shape);
         be.silu(&t1, &t2);
-        let temb = self.time2.forward(be, params, &t2);
+        let mut temb = self.time2.forward(be, params, &t2);
+        match (&self.label, labels) {
+            (Some(label), Some(y)) => {
+                assert_eq!(y.shape, [n, self.classes], "one one-hot label row per sample");
+                temb = sum(be, &temb, &label.forward(be, params, y));
+            }
+            (None, None) => {}
+            _ => panic!("labels are given exactly to a class-conditional network"),
+        }
 
         let h0 = self.stem.forward(be, params, x);
         let (e28, enc28) = self.enc28.forward(be, params, &h0, &temb);
@@ -180,6 +208,7 @@ impl UNet {
         let y = self.head.forward(be, params, &head_in);
         let cache = UNetCache {
             x: x.clone(),
+            labels: labels.cloned(),
             emb,
             t1,
             t2,
@@ -248,6 +277,10 @@ impl UNet {
         // The input is data: no gradient needed.
         self.stem.backward(be, params, grads, &k.x, &dh0, false);
 
+        if let (Some(label), Some(y)) = (&self.label, &k.labels) {
+            // The labels are data: only the embedding's weights get a gradient.
+            label.backward(be, params, grads, y, &dtemb, false);
+        }
         let dt2 = self.time2.backward(be, params, grads, &k.t2, &dtemb, true).unwrap();
         let dt1 = be.empty(&k.t1.shape);
         be.silu_backward(&k.t1, &dt2, &dt1);
@@ -265,6 +298,16 @@ mod tests {
         // reference-unet.md: small 175,761; base 698,657.
         assert_eq!(UNet::new(Widths::SMALL).layout.count(), 175_761);
         assert_eq!(UNet::new(Widths::BASE).layout.count(), 698_657);
+    }
+
+    #[test]
+    fn the_label_embedding_comes_last() {
+        let (plain, conditional) = (UNet::new(Widths::SMALL), UNet::with_classes(Widths::SMALL, 10));
+        // A 10 x 64 weight and a 64 bias.
+        assert_eq!(conditional.layout.count(), plain.layout.count() + 10 * 64 + 64);
+        for (a, b) in plain.layout.params.iter().zip(&conditional.layout.params) {
+            assert_eq!((&a.name, a.offset), (&b.name, b.offset));
+        }
     }
 
     #[test]
