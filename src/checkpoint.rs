@@ -74,9 +74,10 @@ impl Checkpoint {
                 objective_name(teacher.config.objective)
             )));
         }
-        if !matches!(config.objective, Objective::Distillation { .. }) {
+        let Objective::Distillation { guidance, .. } = config.objective else {
             return Err(Error::Invalid("Checkpoint::distill needs a distillation config".into()));
-        }
+        };
+        crate::ode::check_guidance(&teacher.model(), guidance)?;
         let weights = teacher.ema().to_vec();
         let zeros = vec![0.0; weights.len()];
         Ok(Checkpoint {
@@ -148,6 +149,11 @@ impl Checkpoint {
             return Err(invalid(format!("{classes} classes: labels are bytes, so at most 256")));
         }
         let config = config_from(&meta)?;
+        if let Objective::Distillation { guidance, .. } = config.objective {
+            if guidance != 1.0 && classes == 0 {
+                return Err(invalid(format!("guidance {guidance} needs a class-conditional network")));
+            }
+        }
         let tensors = SafeTensors::deserialize(bytes).map_err(|e| invalid(format!("not a safetensors file: {e}")))?;
         let layout = UNet::with_classes(widths, classes).layout;
         let states = STATES.map(|state| read_state(&tensors, &layout, state));
@@ -182,10 +188,11 @@ impl Checkpoint {
             put("label_dropout", c.label_dropout.to_string());
         }
         put("objective", objective_name(c.objective).into());
-        if let Objective::Distillation { solver, n, mu } = c.objective {
+        if let Objective::Distillation { solver, n, mu, guidance } = c.objective {
             put("solver", solver.name().into());
             put("distill_n", n.to_string());
             put("distill_mu", mu.to_string());
+            put("distill_guidance", guidance.to_string());
         }
         match c.schedule.kind {
             CtKind::Original { s0, s1, mu0 } => {
@@ -275,10 +282,16 @@ fn config_from(meta: &Metadata) -> Result<TrainConfig> {
             if n < 2 || !(0.0..1.0).contains(&mu) {
                 return Err(invalid(format!("distillation needs N >= 2 and 0 <= mu < 1, got N = {n}, mu = {mu}")));
             }
+            let guidance: f64 =
+                if meta.0.contains_key("distill_guidance") { meta.parse("distill_guidance")? } else { 1.0 };
+            if !(guidance.is_finite() && guidance >= 1.0) {
+                return Err(invalid(format!("distillation guidance {guidance} is not a weight >= 1")));
+            }
             Objective::Distillation {
                 solver: Solver::parse(meta.get("solver")?).map_err(|e| invalid(e.to_string()))?,
                 n,
                 mu,
+                guidance,
             }
         }
         Some(other) => return Err(invalid(format!("unknown objective '{other}'"))),

@@ -18,17 +18,49 @@ pub trait Denoise<B: Backend> {
 }
 
 /// A trained EDM denoiser (section 4): a [`Model`] with `Preconditioning::Denoiser`, its
-/// weights, and for a class-conditional one the label of each sample (empty: none).
+/// weights, and for a class-conditional one the label of each sample (empty: none) and the
+/// classifier-free guidance weight w: `D_w = D(x, t) + w (D(x, t, y) - D(x, t))`, where `D(x,
+/// t)` is the same network without a label (label dropout trained it). w = 1 is the plain
+/// conditional denoiser; w > 1 pushes each sample further towards its label, for one more
+/// evaluation per step.
 pub struct Teacher<'a, B: Backend> {
     pub model: &'a Model,
     pub params: &'a BTensor<B>,
     pub labels: &'a [Option<u8>],
+    pub guidance: f64,
 }
 
 impl<B: Backend> Denoise<B> for Teacher<'_, B> {
     fn denoise(&self, be: &B, x: &BTensor<B>, times: &[f64]) -> BTensor<B> {
-        self.model.forward(be, self.params, x, times, self.labels).0
+        let conditional = self.model.forward(be, self.params, x, times, self.labels).0;
+        if self.guidance == 1.0 || self.labels.iter().all(Option::is_none) {
+            return conditional;
+        }
+        let unconditional = self.model.forward(be, self.params, x, times, &[]).0;
+        let w = self.guidance;
+        // A dropped label gets the unconditional output whatever w is (both terms agree).
+        let out = be.empty(&x.shape);
+        be.scale_add(
+            &per_sample(be, times.iter().map(|_| 1.0 - w)),
+            &unconditional,
+            &per_sample(be, times.iter().map(|_| w)),
+            &conditional,
+            &out,
+        );
+        out
     }
+}
+
+/// Checks a guidance weight: finite and at least 1 (1: none), and only for a class-conditional
+/// model.
+pub fn check_guidance(model: &Model, guidance: f64) -> crate::Result<()> {
+    if !(guidance.is_finite() && guidance >= 1.0) {
+        return Err(crate::Error::Invalid(format!("the guidance weight must be at least 1 (1: none), got {guidance}")));
+    }
+    if guidance != 1.0 && !model.is_conditional() {
+        return Err(crate::Error::Invalid("guidance needs a class-conditional teacher".into()));
+    }
+    Ok(())
 }
 
 /// The one-step ODE solvers of section 1.

@@ -66,7 +66,9 @@ pub fn labels_for(model: &Model, digit: Option<u8>, count: usize) -> crate::Resu
 #[derive(Clone, Debug, PartialEq)]
 pub enum Sampler {
     Consistency { time_points: Vec<f64> },
-    Ode { solver: Solver, steps: usize },
+    /// The teacher's ODE, with classifier-free guidance weight `guidance` when a digit is
+    /// asked for (1: none; see [`Teacher`]).
+    Ode { solver: Solver, steps: usize, guidance: f64 },
 }
 
 impl Sampler {
@@ -85,16 +87,31 @@ impl Sampler {
                 if steps == 0 {
                     return Err(crate::Error::Invalid("the ODE sampler needs at least one step".into()));
                 }
-                Ok(Sampler::Ode { solver: Solver::parse(solver)?, steps })
+                Ok(Sampler::Ode { solver: Solver::parse(solver)?, steps, guidance: 1.0 })
             }
         }
     }
 
-    /// Network evaluations per sample.
+    /// A teacher's sampler with classifier-free guidance weight `guidance` (checked against
+    /// the model); a consistency model's is returned as it is, for w = 1 only.
+    pub fn with_guidance(self, model: &Model, guidance: f64) -> crate::Result<Sampler> {
+        ode::check_guidance(model, guidance)?;
+        match self {
+            Sampler::Ode { solver, steps, .. } => Ok(Sampler::Ode { solver, steps, guidance }),
+            Sampler::Consistency { .. } if guidance == 1.0 => Ok(self),
+            Sampler::Consistency { .. } => Err(crate::Error::Invalid(
+                "guidance is for a diffusion teacher; a distilled model has its teacher's built in".into(),
+            )),
+        }
+    }
+
+    /// Network evaluations per sample (a guided teacher asked for a digit takes twice as many).
     pub fn evaluations(&self) -> usize {
         match self {
             Sampler::Consistency { time_points } => time_points.len() + 1,
-            Sampler::Ode { solver, steps } => ode::evaluations(*solver, *steps),
+            Sampler::Ode { solver, steps, guidance } => {
+                ode::evaluations(*solver, *steps) * if *guidance == 1.0 { 1 } else { 2 }
+            }
         }
     }
 
@@ -106,8 +123,9 @@ impl Sampler {
                 let points: Vec<String> = time_points.iter().map(|t| t.to_string()).collect();
                 format!("{} steps ({T}, {})", time_points.len() + 1, points.join(", "))
             }
-            Sampler::Ode { solver, steps } => {
-                format!("{}, {steps} steps ({} evaluations)", solver.name(), self.evaluations())
+            Sampler::Ode { solver, steps, guidance } => {
+                let guided = if *guidance == 1.0 { String::new() } else { format!(", guidance {guidance}") };
+                format!("{}, {steps} steps{guided} ({} evaluations)", solver.name(), self.evaluations())
             }
         }
     }
@@ -125,9 +143,10 @@ impl Sampler {
     ) -> crate::Result<BTensor<B>> {
         match self {
             Sampler::Consistency { time_points } => sample_rows(be, model, params, rows, time_points, seed, digit),
-            Sampler::Ode { solver, steps } => {
+            Sampler::Ode { solver, steps, guidance } => {
                 let labels = labels_for(model, digit, rows.len())?;
-                ode::sample(be, &Teacher { model, params, labels: &labels }, *solver, *steps, rows, seed)
+                let teacher = Teacher { model, params, labels: &labels, guidance: *guidance };
+                ode::sample(be, &teacher, *solver, *steps, rows, seed)
             }
         }
     }

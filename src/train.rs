@@ -37,8 +37,10 @@ pub enum Objective {
     /// A consistency model by consistency distillation from a teacher (section 4, Algorithm
     /// 2): the target point is one `solver` step of the teacher's ODE on the fixed Karras grid
     /// of `n` points, and theta_minus follows theta with the fixed decay `mu`. The run's
-    /// checkpoint carries the teacher's weights.
-    Distillation { solver: Solver, n: usize, mu: f64 },
+    /// checkpoint carries the teacher's weights. A class-conditional teacher may be guided
+    /// (classifier-free guidance weight `guidance`, 1: none), so the student learns to draw
+    /// the guided teacher's digits in one step.
+    Distillation { solver: Solver, n: usize, mu: f64, guidance: f64 },
 }
 
 impl Objective {
@@ -117,7 +119,8 @@ impl TrainConfig {
     /// `n = 18` points, `mu = 0.95`, lambda = 1, squared L2 (LPIPS, the paper's best, has no
     /// counterpart here yet), one `solver` step of the teacher.
     pub fn distillation(total_steps: u32, solver: Solver) -> Self {
-        TrainConfig { objective: Objective::Distillation { solver, n: 18, mu: 0.95 }, ..Self::original(total_steps) }
+        let objective = Objective::Distillation { solver, n: 18, mu: 0.95, guidance: 1.0 };
+        TrainConfig { objective, ..Self::original(total_steps) }
     }
 
     /// mu(k): the decay of theta_minus at step k.
@@ -143,10 +146,11 @@ impl TrainConfig {
             Objective::Denoising => {
                 return format!("EDM teacher (denoising score matching, ln t ~ N(-1.2, 1.2^2)) {common}");
             }
-            Objective::Distillation { solver, n, mu } => {
+            Objective::Distillation { solver, n, mu, guidance } => {
                 let loss = checkpoint::metric_name(self.metric);
+                let guided = if guidance == 1.0 { String::new() } else { format!(", guidance {guidance}") };
                 return format!(
-                    "consistency distillation ({} teacher steps, N={n}, mu={mu}) loss={loss} {common}",
+                    "consistency distillation ({} teacher steps, N={n}, mu={mu}{guided}) loss={loss} {common}",
                     solver.name()
                 );
             }
@@ -210,6 +214,8 @@ pub struct Recipe {
     pub label_dropout: Option<f32>,
     /// Override distillation's fixed grid of N = 18 points.
     pub distill_n: Option<usize>,
+    /// Distillation from a class-conditional teacher: its classifier-free guidance weight.
+    pub guidance: Option<f64>,
     pub batch: usize,
     pub lr: f32,
     pub seed: u64,
@@ -238,6 +244,14 @@ impl Recipe {
                 return invalid(format!("the grid needs N >= 2 points, got {n}"))
             }
             (Some(_), _) => return invalid("N of the fixed grid is a distillation setting".into()),
+        }
+        match (self.guidance, &mut config.objective) {
+            (None, _) => {}
+            (Some(w), Objective::Distillation { guidance, .. }) if w.is_finite() && w >= 1.0 => *guidance = w,
+            (Some(w), Objective::Distillation { .. }) => {
+                return invalid(format!("the guidance weight must be at least 1 (1: none), got {w}"))
+            }
+            (Some(_), _) => return invalid("guidance is a setting of distillation from a conditional teacher".into()),
         }
         match &mut config.schedule.kind {
             CtKind::Original { s0, s1, .. } | CtKind::Improved { s0, s1 } => {
@@ -432,7 +446,9 @@ impl<B: Backend> Trainer<B> {
         match self.config.objective {
             Objective::Consistency => self.consistency_gradients(be, rows, None),
             Objective::Denoising => self.denoising_gradients(be, rows),
-            Objective::Distillation { solver, .. } => self.consistency_gradients(be, rows, Some(solver)),
+            Objective::Distillation { solver, guidance, .. } => {
+                self.consistency_gradients(be, rows, Some((solver, guidance)))
+            }
         }
     }
 
@@ -515,7 +531,7 @@ impl<B: Backend> Trainer<B> {
     /// or, with a teacher's `solver`, consistency distillation (Algorithm 2): the same loss, but
     /// the target network sees one solver step of the teacher's ODE from `x + t_{n+1} z` down to
     /// t_n instead of `x + t_n z`.
-    fn consistency_gradients(&mut self, be: &B, rows: Range<usize>, distill: Option<Solver>) -> BTensor<B> {
+    fn consistency_gradients(&mut self, be: &B, rows: Range<usize>, distill: Option<(Solver, f64)>) -> BTensor<B> {
         let count = rows.len();
         let levels = self.draw_levels(self.config.discretization(self.step), rows.clone());
 
@@ -531,9 +547,9 @@ impl<B: Backend> Trainer<B> {
         let x_next = noised(&levels.t_next);
         let x_n = match distill {
             None => noised(&levels.t_n),
-            Some(solver) => {
+            Some((solver, guidance)) => {
                 let (model, params) = self.teacher.as_ref().expect("a distillation run has its teacher");
-                let teacher = Teacher { model, params, labels: &labels };
+                let teacher = Teacher { model, params, labels: &labels, guidance };
                 ode::step(be, &teacher, solver, &x_next, &levels.t_next, &levels.t_n)
             }
         };

@@ -29,7 +29,7 @@ use crate::gpu::GpuContext;
 use crate::model::{Model, Preconditioning};
 use crate::nn::Widths;
 use crate::sample::Sampler;
-use crate::train::{LossKind, Recipe, RecipeKind, Trainer};
+use crate::train::{LossKind, Objective, Recipe, RecipeKind, Trainer};
 use crate::{edit, image, sample, selftest, Error};
 
 /// Where WebGPU works, for every message about its absence.
@@ -173,6 +173,7 @@ impl Settings {
             s1: None,
             label_dropout: None,
             distill_n: None,
+            guidance: None,
             batch: self.batch,
             lr: self.lr,
             seed: self.seed,
@@ -384,7 +385,12 @@ impl<B: Backend> Session<B> {
             Some(t) if self.model.preconditioning == Preconditioning::Consistency => {
                 self.upload_teacher()?;
                 let (model, params) = self.teacher.as_ref().expect("uploaded");
-                let sampler = Sampler::for_model(model, &[], &t.solver, t.steps)?;
+                // The teacher as the student learnt from it: guided as in its distillation.
+                let guidance = match self.saved.config.objective {
+                    Objective::Distillation { guidance, .. } => guidance,
+                    _ => 1.0,
+                };
+                let sampler = Sampler::for_model(model, &[], &t.solver, t.steps)?.with_guidance(model, guidance)?;
                 sampler.sample(&self.be, model, params, rows, seed, options.digit)?
             }
             _ => {

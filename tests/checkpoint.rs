@@ -243,6 +243,17 @@ fn a_conditional_checkpoint_round_trips() {
     assert!(back.model().is_conditional());
     assert_eq!(back.config.label_dropout, 0.25);
 
+    // A distillation from it with guidance keeps the weight; an unconditional teacher has none.
+    let mut distill = TrainConfig::distillation(50, consistency::ode::Solver::Heun);
+    if let consistency::train::Objective::Distillation { guidance, .. } = &mut distill.objective {
+        *guidance = 3.0;
+    }
+    let student = Checkpoint::distill(&run, distill.clone()).unwrap();
+    assert_eq!(Checkpoint::from_bytes(&student.to_bytes().unwrap()).unwrap(), student);
+    let plain_teacher = Checkpoint::start(Widths::TINY, 0, run.config.clone());
+    let error = Checkpoint::distill(&plain_teacher, distill).unwrap_err().to_string();
+    assert!(error.contains("class-conditional"), "{error}");
+
     let unconditional = Checkpoint::start(Widths::TINY, 0, run.config.clone());
     let as_conditional = Checkpoint { classes: 10, ..unconditional.clone() };
     let error = as_conditional.to_bytes().unwrap_err().to_string();

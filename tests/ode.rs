@@ -86,7 +86,7 @@ fn the_sampler_follows_the_exact_trajectory_heun_to_second_order() {
 fn teacher_step<B: Backend>(be: &B, model: &Model, init: &[f32], x0: &[f32]) -> Vec<f32> {
     let params = be.upload(init, &[init.len()]);
     let x = be.upload(x0, &[2, 1, 28, 28]);
-    let teacher = Teacher { model, params: &params, labels: &[] };
+    let teacher = Teacher { model, params: &params, labels: &[], guidance: 1.0 };
     read(be, &ode::step(be, &teacher, Solver::Heun, &x, &[3.0, 0.5], &[1.5, 0.2]))
 }
 
@@ -98,4 +98,45 @@ fn a_heun_step_of_the_teacher_network_on_the_gpu_equals_the_cpu() {
     let on_cpu = teacher_step(&cpu(), &model, &init, &x0);
     let on_gpu = teacher_step(&gpu(), &model, &init, &x0);
     assert_close("heun step", &on_gpu, &on_cpu, 1e-3, 1e-4);
+}
+
+/// Classifier-free guidance of a class-conditional teacher: `D_w = D + w (D(y) - D)`, from two
+/// evaluations of the one network (with and without the label), the same on both backends; a
+/// sample without a label is the unconditional denoiser whatever w.
+#[test]
+fn a_guided_teacher_extrapolates_from_unconditional_to_conditional() {
+    let model = Model::denoiser(Widths::TINY).with_classes(10);
+    let mut init = model.net.layout.init(4);
+    // The label embedding starts at zero; give it values so the label changes the output.
+    let label = model.net.layout.params.iter().find(|p| p.name == "label.weight").unwrap();
+    let jitter = random_vec(label.len(), 5);
+    init[label.offset..label.offset + label.len()].copy_from_slice(&jitter);
+    let x0 = random_vec(2 * 784, 6);
+    let times = [2.0, 0.7];
+    let labels = [Some(4), None];
+    for on_gpu in [false, true] {
+        let run = |labels: &[Option<u8>], w: f64| -> Vec<f32> {
+            if on_gpu {
+                let be = gpu();
+                let p = be.upload(&init, &[init.len()]);
+                let x = be.upload(&x0, &[2, 1, 28, 28]);
+                read(&be, &Teacher { model: &model, params: &p, labels, guidance: w }.denoise(&be, &x, &times))
+            } else {
+                let be = cpu();
+                let p = be.upload(&init, &[init.len()]);
+                let x = be.upload(&x0, &[2, 1, 28, 28]);
+                read(&be, &Teacher { model: &model, params: &p, labels, guidance: w }.denoise(&be, &x, &times))
+            }
+        };
+        let (conditional, unconditional, guided) = (run(&labels, 1.0), run(&[], 1.0), run(&labels, 2.5));
+        let expected: Vec<f32> = conditional.iter().zip(&unconditional).map(|(c, u)| u + 2.5 * (c - u)).collect();
+        assert_close(&format!("guided (gpu: {on_gpu})"), &guided, &expected, 1e-4, 1e-5);
+        let differs = conditional[..784].iter().zip(&unconditional[..784]).any(|(c, u)| (c - u).abs() > 1e-3);
+        assert!(differs, "the label changes nothing: the test would pass for any guidance");
+        assert_close("a dropped label is unconditional", &guided[784..], &unconditional[784..], 1e-5, 1e-6);
+    }
+    let plain = Model::denoiser(Widths::TINY);
+    let error = ode::check_guidance(&plain, 2.0).unwrap_err().to_string();
+    assert!(error.contains("class-conditional"), "{error}");
+    assert!(ode::check_guidance(&model, 0.5).is_err());
 }

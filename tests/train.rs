@@ -215,7 +215,11 @@ fn conditional_steps_on_gpu_equal_cpu() {
     let moved = cpu_online[label.offset..label.offset + label.len()].iter().filter(|v| **v != 0.0).count();
     assert!(moved > 0, "the label embedding never moved: the labels do not reach the network");
 
-    let config = TrainConfig { batch: 4, lr: 1e-3, seed: 3, ..TrainConfig::distillation(10, Solver::Heun) };
+    // Distilled from the teacher with classifier-free guidance.
+    let mut config = TrainConfig { batch: 4, lr: 1e-3, seed: 3, ..TrainConfig::distillation(10, Solver::Heun) };
+    if let Objective::Distillation { guidance, .. } = &mut config.objective {
+        *guidance = 2.0;
+    }
     let start = Checkpoint::distill(&teacher, config.clone()).unwrap();
     assert_eq!(start.classes, 10, "a conditional teacher gives a conditional student");
     let (gpu_losses, gpu_online) = labelled_steps(&gpu(), &start, &images, &labels);

@@ -16,7 +16,7 @@ const TIME_POINTS = { 1: [], 2: [0.8], 4: [8, 2, 0.5] };
 const PRETRAINED = "consistency-small.safetensors";
 // Distilled from a diffusion teacher (Algorithm 2), class-conditional; the file carries the
 // teacher, which the comparison panel samples.
-const DISTILLED = "distilled-small.safetensors";
+const DISTILLED = "distilled-tiny.safetensors";
 const AUTOSAVE_SECONDS = 30;
 const PREVIEW_SECONDS = 3;
 

@@ -91,6 +91,10 @@ struct TrainArgs {
     /// For --recipe distill: N, the points of the fixed time grid (the paper's 18).
     #[arg(long)]
     distill_n: Option<usize>,
+    /// For --recipe distill from a class-conditional teacher: its classifier-free guidance
+    /// weight w >= 1 (1: none), built into the student.
+    #[arg(long)]
+    guidance: Option<f64>,
     /// A class-conditional network (section 8): it also takes the digit, so `cm sample
     /// --digit` can ask for one. (A distillation inherits its teacher's choice.)
     #[arg(long)]
@@ -151,6 +155,9 @@ struct SampleArgs {
     /// The digit to draw, for a class-conditional model (default: any).
     #[arg(long)]
     digit: Option<u8>,
+    /// A class-conditional teacher's classifier-free guidance weight (1: none) for --digit.
+    #[arg(long, default_value_t = 1.0)]
+    guidance: f64,
     /// Sample with the online weights instead of the sampling EMA.
     #[arg(long)]
     online: bool,
@@ -181,6 +188,10 @@ struct EvalArgs {
     /// 2 steps - 1 evaluations, Euler one per step).
     #[arg(long, value_delimiter = ',', default_value = "heun:18,euler:18")]
     ode: Vec<String>,
+    /// A class-conditional teacher's classifier-free guidance weight (1: none) when asked for
+    /// each digit.
+    #[arg(long, default_value_t = 1.0)]
+    guidance: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Also measure the scale: real train digits, blurred test digits and noise vs the test digits.
@@ -432,6 +443,7 @@ fn config_from_args(args: &TrainArgs) -> consistency::Result<TrainConfig> {
         s1: args.s1,
         label_dropout: args.label_dropout,
         distill_n: args.distill_n,
+        guidance: args.guidance,
         batch: args.batch,
         lr: args.lr,
         seed: args.seed,
@@ -567,7 +579,8 @@ fn sample<B: Backend>(be: &B, args: &SampleArgs) -> consistency::Result<()> {
     let model = saved.model();
     let weights = if args.online { &saved.states[0] } else { saved.ema() };
     let params = be.upload(weights, &[weights.len()]);
-    let sampler = Sampler::for_model(&model, &args.time_points, &args.solver, args.steps)?;
+    let sampler =
+        Sampler::for_model(&model, &args.time_points, &args.solver, args.steps)?.with_guidance(&model, args.guidance)?;
     let started = Instant::now();
     let x = sampler.sample(be, &model, &params, 0..args.count, args.seed, args.digit)?;
     let values = pollster::block_on(be.read(&x))?;
@@ -670,7 +683,7 @@ fn eval_samplers(model: &Model, args: &EvalArgs) -> consistency::Result<Vec<Samp
                 .split_once(':')
                 .and_then(|(s, n)| Some((s, n.parse().ok()?)))
                 .ok_or_else(|| Error::Invalid(format!("--ode wants solver:steps pairs like heun:18, not '{pair}'")))?;
-            Sampler::for_model(model, &[], solver, steps)
+            Sampler::for_model(model, &[], solver, steps)?.with_guidance(model, args.guidance)
         })
         .collect()
 }
