@@ -65,10 +65,16 @@ pub fn labels_for(model: &Model, digit: Option<u8>, count: usize) -> crate::Resu
 /// refinement steps, or the diffusion teacher by integrating its probability-flow ODE.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Sampler {
-    Consistency { time_points: Vec<f64> },
+    Consistency {
+        time_points: Vec<f64>,
+    },
     /// The teacher's ODE, with classifier-free guidance weight `guidance` when a digit is
     /// asked for (1: none; see [`Teacher`]).
-    Ode { solver: Solver, steps: usize, guidance: f64 },
+    Ode {
+        solver: Solver,
+        steps: usize,
+        guidance: f64,
+    },
 }
 
 impl Sampler {

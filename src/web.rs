@@ -213,6 +213,8 @@ struct Status {
     /// Whether the run has a diffusion teacher to compare with (a teacher run itself, or a
     /// distillation run, which carries its teacher).
     has_teacher: bool,
+    /// The classifier-free guidance weight of a distillation's teacher (1: none).
+    guidance: f64,
     step: u32,
     total_steps: u32,
     widths: [usize; 3],
@@ -268,6 +270,10 @@ impl<B: Backend> Session<B> {
             objective: checkpoint::objective_name(config.objective),
             classes: self.model.net.classes,
             has_teacher: self.saved.teacher.is_some() || self.model.preconditioning == Preconditioning::Denoiser,
+            guidance: match config.objective {
+                Objective::Distillation { guidance, .. } => guidance,
+                _ => 1.0,
+            },
             step,
             total_steps: config.schedule.total_steps,
             widths: self.saved.widths.0,

@@ -80,7 +80,7 @@ fn render(lines: &[(String, Vec<f64>)]) -> String {
         "# Written by tests/reference.rs from the native CPU backend; read by tests/web/cpu.test.mjs.\n\
          # Run: Studio.restart({widths: tiny, recipe: improved, totalSteps: 100, batch: 8, lr: 0.001, seed: 5}),\n\
          # MNIST's training set, 2 steps (one Studio.train(1) each); then the shipped model's\n\
-         # Studio.sample(8, 3, []). online_*: the online weights after the steps (the head: the\n\
+         # Studio.sample(8, 3, {}). online_*: the online weights after the steps (the head: the\n\
          # first 32 values of the first tensor by name with that many). Tolerances: losses and sums 1e-4\n\
          # relative, each head weight within 1e-5 + 2 lr * steps (Adam's sign on a near-zero\n\
          # gradient), gray levels within 1.\n",

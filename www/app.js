@@ -161,12 +161,13 @@ async function refreshStatus() {
   digit.title = digit.disabled ? "this model is unconditional: it was not trained with labels" : "the digit to draw";
   run.hasTeacher = s.hasTeacher;
   run.objective = s.objective;
+  run.guidance = s.guidance;
   compareButtons();
   return s;
 }
 
 // What the loaded run can do, from its status.
-const run = { hasTeacher: false, objective: "consistency" };
+const run = { hasTeacher: false, objective: "consistency", guidance: 1 };
 
 // ---- compare: the teacher's ODE against the consistency model's one step ----------------------
 
@@ -197,8 +198,9 @@ async function compare() {
     drawDigits($("compare-teacher"), teacher, 4, 3);
     drawDigits($("compare-student"), student, 4, 3);
     const evaluations = solver === "heun" ? 2 * steps - 1 : steps;
+    const guided = run.guidance !== 1 && digit !== undefined ? `, each twice for guidance w = ${run.guidance}` : "";
     $("compare-teacher-caption").textContent =
-      `teacher: ${solver}, ${steps} step${steps > 1 ? "s" : ""} (${evaluations} evaluations), ${teacherMs.toFixed(0)} ms`;
+      `teacher: ${solver}, ${steps} step${steps > 1 ? "s" : ""} (${evaluations} evaluations${guided}), ${teacherMs.toFixed(0)} ms`;
     $("compare-student-caption").textContent = `consistency model: 1 step (1 evaluation), ${studentMs.toFixed(0)} ms`;
     $("compare-teacher").dataset.ms = teacherMs.toFixed(1);
     $("compare-student").dataset.ms = studentMs.toFixed(1);

@@ -579,8 +579,8 @@ fn sample<B: Backend>(be: &B, args: &SampleArgs) -> consistency::Result<()> {
     let model = saved.model();
     let weights = if args.online { &saved.states[0] } else { saved.ema() };
     let params = be.upload(weights, &[weights.len()]);
-    let sampler =
-        Sampler::for_model(&model, &args.time_points, &args.solver, args.steps)?.with_guidance(&model, args.guidance)?;
+    let sampler = Sampler::for_model(&model, &args.time_points, &args.solver, args.steps)?
+        .with_guidance(&model, args.guidance)?;
     let started = Instant::now();
     let x = sampler.sample(be, &model, &params, 0..args.count, args.seed, args.digit)?;
     let values = pollster::block_on(be.read(&x))?;

@@ -100,7 +100,7 @@ test("the wasm CPU backend reproduces the native CPU backend's training steps an
     const got = await page.evaluate(async () => {
       const bytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
       const studio = await window.wasmBindings.Studio.open(true, await bytes("consistency-small.safetensors"));
-      const sampleGray = Array.from(await studio.sample(8, 3, []));
+      const sampleGray = Array.from(await studio.sample(8, 3, {}));
       studio.restart({ widths: "tiny", recipe: "improved", totalSteps: 100, batch: 8, lr: 0.001, seed: 5 });
       studio.set_training_data(await bytes("train-images-idx3-ubyte.gz"), await bytes("train-labels-idx1-ubyte.gz"));
       const loss = [await studio.train(1), await studio.train(1)];
@@ -201,6 +201,41 @@ test("on a software WebGPU adapter the page picks the CPU by itself, and WebGPU 
     await page.waitForFunction(() => document.body.dataset.engine === "cpu" && !document.getElementById("train-run").disabled, null, { timeout: 300_000, polling: 250 });
     assert.match(await text(page, "#run-info"), /8\/16\/16 channels/, "the run moved back with its state");
     await page.screenshot({ path: `${ARTIFACTS}/engine-choice.png`, fullPage: true });
+    assert.deepEqual(errors, [], "console errors");
+  } finally {
+    await browser.close();
+  }
+});
+
+test("the distilled model draws a chosen digit, and its teacher's ODE and its one step are compared on the same noise", { timeout: 600_000 }, async () => {
+  const { browser, page, errors } = await openPage(site.origin, []);
+  try {
+    // The shipped consistency model is unconditional: no digit to choose.
+    assert.equal(await page.isDisabled("#sample-digit"), true);
+    assert.equal(await page.isDisabled("#compare-run"), true, "no teacher to compare with");
+    await page.click("#train-distilled");
+    await page.waitForFunction(() => document.getElementById("train-status").textContent.includes("Loaded the distilled model"), null, { timeout: 120_000 });
+    assert.match(await text(page, "#run-info"), /class-conditional, consistency distillation \(heun teacher steps, N=18, mu=0\.95, guidance 3\)/);
+
+    // Digit 7: the classifier reads most of the 64 samples as 7s.
+    await page.selectOption("#sample-digit", "7");
+    await page.waitForFunction(() => document.getElementById("sample-time").textContent.startsWith("64 7s"), null, { timeout: 120_000 });
+    const classes = await page.getAttribute("#samples", "data-classes");
+    const sevens = [...classes].filter((c) => c === "7").length;
+    console.log(`asked for 7: the classifier reads ${sevens} of ${classes.length} as 7 (${classes})`);
+    assert.ok(sevens > classes.length / 2, classes);
+
+    // The teacher (Heun, 6 steps: 11 evaluations, twice for guidance) against one step.
+    await page.fill("#compare-steps", "6");
+    await page.click("#compare-run");
+    await page.waitForFunction(() => /faster|failed/.test(document.getElementById("compare-status").textContent), null, { timeout: 300_000 });
+    const status = await text(page, "#compare-status");
+    console.log(`${await text(page, "#compare-teacher-caption")} | ${await text(page, "#compare-student-caption")} | ${status}`);
+    assert.match(status, /^Same noise \(seed 0, digit 7\) on the CPU: the consistency model was [\d.]+x faster/);
+    assert.match(await text(page, "#compare-teacher-caption"), /^teacher: heun, 6 steps \(11 evaluations, each twice for guidance w = 3\), \d+ ms/);
+    const [teacherMs, studentMs] = [await page.getAttribute("#compare-teacher", "data-ms"), await page.getAttribute("#compare-student", "data-ms")];
+    assert.ok(Number(teacherMs) > Number(studentMs), `teacher ${teacherMs} ms, student ${studentMs} ms`);
+    await page.screenshot({ path: `${ARTIFACTS}/distilled.png`, fullPage: true });
     assert.deepEqual(errors, [], "console errors");
   } finally {
     await browser.close();
