@@ -14,7 +14,8 @@ const rows = readFileSync(csvPath, "utf8")
   .slice(1)
   .map((line) => {
     const [label, sampler, evaluations, fid, entropy, count, seconds] = line.split(",");
-    return { label, sampler: sampler.replaceAll(";", ","), evaluations: +evaluations, fid: +fid, entropy: +entropy, count: +count, seconds: +seconds };
+    // `cm eval --csv` writes the commas of labels and sampler names as ';'.
+    return { label: label.replaceAll(";", ","), sampler: sampler.replaceAll(";", ","), evaluations: +evaluations, fid: +fid, entropy: +entropy, count: +count, seconds: +seconds };
   });
 
 if (target === "--table") {
@@ -32,8 +33,8 @@ for (const r of rows.filter((r) => !r.label.startsWith("tiny"))) {
   if (!series.has(r.label)) series.set(r.label, []);
   series.get(r.label).push(r);
 }
-const [width, height] = [720, 440];
-const pad = { left: 56, right: 250, top: 20, bottom: 48 };
+const [width, height] = [800, 440];
+const pad = { left: 56, right: 300, top: 20, bottom: 48 };
 const maxEval = Math.max(...rows.map((r) => r.evaluations), 2);
 const fids = [...series.values()].flat().map((r) => r.fid);
 const [lo, hi] = [Math.log10(Math.min(...fids) * 0.8), Math.log10(Math.max(...fids) * 1.25)];
