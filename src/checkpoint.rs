@@ -19,7 +19,7 @@ use crate::model::Model;
 use crate::nn::{ParamLayout, UNet, Widths};
 use crate::ode::Solver;
 use crate::schedule::{CtKind, CtSchedule, IndexChoice, Weighting};
-use crate::train::{Objective, TrainConfig};
+use crate::train::{Distance, Objective, TrainConfig};
 use crate::{Error, Result};
 
 /// Written as the `format` metadata entry; loading refuses anything else.
@@ -41,8 +41,10 @@ pub struct Checkpoint {
     pub step: u32,
     /// The states of [`STATES`], in that order.
     pub states: [Vec<f32>; 5],
-    /// A distillation run's teacher weights (the denoiser's EMA), stored as `teacher.*`
-    /// tensors so that the run resumes and reproduces from its file alone.
+    /// The teacher weights of a consistency or progressive distillation (at the start the
+    /// denoiser's EMA; progressive distillation replaces them with each stage's student),
+    /// stored as `teacher.*` tensors so that the run resumes and reproduces from its file
+    /// alone.
     pub teacher: Option<Vec<f32>>,
 }
 
@@ -63,22 +65,30 @@ impl Checkpoint {
         }
     }
 
-    /// A distillation run at step 0 from a trained teacher (a `cm train --recipe teacher` run):
-    /// theta, theta_minus and the sampling EMA start at the teacher's EMA weights (the paper
-    /// initializes the consistency model from the diffusion model), Adam's moments at zero.
-    /// A class-conditional teacher gives a class-conditional student.
-    pub fn distill(teacher: &Checkpoint, config: TrainConfig) -> Result<Checkpoint> {
+    /// A run at step 0 that starts from a trained teacher (a `cm train --recipe teacher` run):
+    /// a consistency distillation, a progressive distillation or a consistency tuning. theta,
+    /// theta_minus and the sampling EMA start at the teacher's EMA weights (the paper
+    /// initializes the consistency model from the diffusion model; a progressive student
+    /// starts as its teacher), Adam's moments at zero. A class-conditional teacher gives a
+    /// class-conditional student.
+    pub fn from_teacher(teacher: &Checkpoint, config: TrainConfig) -> Result<Checkpoint> {
         if teacher.config.objective != Objective::Denoising {
             return Err(Error::Invalid(format!(
                 "a distillation needs a diffusion teacher (cm train --recipe teacher), not a {} run",
                 objective_name(teacher.config.objective)
             )));
         }
-        let Objective::Distillation { guidance, .. } = config.objective else {
-            return Err(Error::Invalid("Checkpoint::distill needs a distillation config".into()));
-        };
-        crate::ode::check_guidance(&teacher.model(), guidance)?;
+        if !config.objective.needs_teacher() {
+            return Err(Error::Invalid(format!(
+                "a {} run does not start from a teacher",
+                objective_name(config.objective)
+            )));
+        }
+        if let Objective::Distillation { guidance, .. } = config.objective {
+            crate::ode::check_guidance(&teacher.model(), guidance)?;
+        }
         let weights = teacher.ema().to_vec();
+        let keeps = config.objective.keeps_teacher();
         let zeros = vec![0.0; weights.len()];
         Ok(Checkpoint {
             widths: teacher.widths,
@@ -86,7 +96,7 @@ impl Checkpoint {
             config,
             step: 0,
             states: [weights.clone(), weights.clone(), weights.clone(), zeros.clone(), zeros],
-            teacher: Some(weights),
+            teacher: keeps.then_some(weights),
         })
     }
 
@@ -159,8 +169,8 @@ impl Checkpoint {
         let states = STATES.map(|state| read_state(&tensors, &layout, state));
         let [a, b, c, d, e] = states;
         let states = [a?, b?, c?, d?, e?];
-        // A distillation run carries its teacher; no other run has one.
-        let distills = matches!(config.objective, Objective::Distillation { .. });
+        // A (consistency or progressive) distillation carries its teacher; no other run has one.
+        let distills = config.objective.keeps_teacher();
         let teacher = if distills { Some(read_state(&tensors, &layout, "teacher")?) } else { None };
         let names: Vec<&str> = STATES.iter().copied().chain(distills.then_some("teacher")).collect();
         let expected = layout.params.len() * names.len();
@@ -194,6 +204,14 @@ impl Checkpoint {
             put("distill_mu", mu.to_string());
             put("distill_guidance", guidance.to_string());
         }
+        if let Objective::Progressive { teacher_steps, stage_steps } = c.objective {
+            put("pd_teacher_steps", teacher_steps.to_string());
+            put("pd_stage_steps", stage_steps.to_string());
+        }
+        if let Objective::Tuning { q, stage_steps } = c.objective {
+            put("ect_q", q.to_string());
+            put("ect_stage_steps", stage_steps.to_string());
+        }
         match c.schedule.kind {
             CtKind::Original { s0, s1, mu0 } => {
                 put("schedule", "original".into());
@@ -210,8 +228,8 @@ impl Checkpoint {
         put("total_steps", c.schedule.total_steps.to_string());
         put("index_choice", index_choice_name(c.index_choice).into());
         put("weighting", weighting_name(c.weighting).into());
-        put("metric", metric_name(c.metric).into());
-        if let Metric::PseudoHuber { c } = c.metric {
+        put("metric", c.distance.name().into());
+        if let Distance::Pixel(Metric::PseudoHuber { c }) = c.distance {
             put("pseudo_huber_c", c.to_string());
         }
         put("batch", c.batch.to_string());
@@ -228,6 +246,8 @@ pub fn objective_name(objective: Objective) -> &'static str {
         Objective::Consistency => "consistency",
         Objective::Denoising => "denoising",
         Objective::Distillation { .. } => "distillation",
+        Objective::Progressive { .. } => "progressive",
+        Objective::Tuning { .. } => "tuning",
     }
 }
 
@@ -294,6 +314,27 @@ fn config_from(meta: &Metadata) -> Result<TrainConfig> {
                 guidance,
             }
         }
+        Some("progressive") => {
+            let teacher_steps: usize = meta.parse("pd_teacher_steps")?;
+            let stage_steps: u32 = meta.parse("pd_stage_steps")?;
+            if teacher_steps < 2 || !teacher_steps.is_power_of_two() || stage_steps == 0 {
+                return Err(invalid(format!(
+                    "progressive distillation needs a power-of-two teacher_steps >= 2 and stage_steps >= 1, got \
+                     {teacher_steps} and {stage_steps}"
+                )));
+            }
+            Objective::Progressive { teacher_steps, stage_steps }
+        }
+        Some("tuning") => {
+            let q: f64 = meta.parse("ect_q")?;
+            let stage_steps: u32 = meta.parse("ect_stage_steps")?;
+            if !(q.is_finite() && q > 1.0) || stage_steps == 0 {
+                return Err(invalid(format!(
+                    "consistency tuning needs q > 1 and stage_steps >= 1, got {q} and {stage_steps}"
+                )));
+            }
+            Objective::Tuning { q, stage_steps }
+        }
         Some(other) => return Err(invalid(format!("unknown objective '{other}'"))),
     };
     let (s0, s1) = (meta.parse("s0")?, meta.parse("s1")?);
@@ -315,10 +356,11 @@ fn config_from(meta: &Metadata) -> Result<TrainConfig> {
         "inverse-step" => Weighting::InverseStep,
         other => return Err(invalid(format!("unknown weighting '{other}'"))),
     };
-    let metric = match meta.get("metric")? {
-        "l2" => Metric::L2,
-        "l1" => Metric::L1,
-        "pseudo-huber" => Metric::PseudoHuber { c: meta.parse("pseudo_huber_c")? },
+    let distance = match meta.get("metric")? {
+        "l2" => Distance::Pixel(Metric::L2),
+        "l1" => Distance::Pixel(Metric::L1),
+        "pseudo-huber" => Distance::Pixel(Metric::PseudoHuber { c: meta.parse("pseudo_huber_c")? }),
+        "perceptual" => Distance::Perceptual,
         other => return Err(invalid(format!("unknown metric '{other}'"))),
     };
     let label_dropout: f32 = if meta.0.contains_key("label_dropout") { meta.parse("label_dropout")? } else { 0.1 };
@@ -334,7 +376,7 @@ fn config_from(meta: &Metadata) -> Result<TrainConfig> {
         schedule: CtSchedule { kind, total_steps: meta.parse("total_steps")? },
         index_choice,
         weighting,
-        metric,
+        distance,
         batch,
         lr: meta.parse("lr")?,
         sampling_ema: meta.parse("sampling_ema")?,

@@ -15,6 +15,8 @@
 //! - [`ode`]: the probability-flow ODE's Euler and Heun steps and the teacher's sampler.
 //! - [`schedule`]: the schedule math of consistency training (parameterization, time grid, CT and
 //!   improved-CT curricula, choice of noise level, weighting), in f64 on the host.
+//! - [`perceptual`]: the LPIPS-style perceptual distance on a frozen digit network, one of the
+//!   distances training can use.
 //! - [`train`]: consistency training (CT and improved CT), one recorded step at a time.
 //! - [`sample`]: one-step and multistep sampling.
 //! - [`edit`]: zero-shot editing (Algorithm 4: inpainting, super-resolution), denoising,
@@ -36,6 +38,7 @@ pub mod image;
 pub mod model;
 pub mod nn;
 pub mod ode;
+pub mod perceptual;
 pub mod random;
 pub mod sample;
 pub mod schedule;

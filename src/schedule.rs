@@ -233,6 +233,32 @@ pub fn pseudo_huber_c(dim: usize) -> f64 {
     0.00054 * (dim as f64).sqrt()
 }
 
+// Section 10, "Progressive distillation": a student of M steps on the Karras grid of M + 1
+// points, trained to match two teacher steps on the nested grid of 2M + 1 points.
+
+/// Section 10's truncated SNR weighting `max(sigma_data^2 / t^2, 1)`.
+pub fn pd_weight(t: f64) -> f64 {
+    (SIGMA_DATA * SIGMA_DATA / (t * t)).max(1.0)
+}
+
+/// Section 10's target: the denoiser output that takes `x_t` at time t to the teacher's
+/// `x''` at time s < t in one deterministic step, `x_target = (x'' - (s/t) x_t) / (1 - s/t)`,
+/// as the coefficients (of x'', of x_t).
+pub fn pd_target_coefficients(t: f64, s: f64) -> (f64, f64) {
+    let ratio = s / t;
+    (1.0 / (1.0 - ratio), -ratio / (1.0 - ratio))
+}
+
+// Section 11, "Consistency tuning (ECT)".
+
+/// The second point r < t of consistency tuning at `stage`:
+/// `r = t (1 - q^-(stage+1) (1 + 8 sigmoid(-t)))`. At or below EPS the target is the clean
+/// digit itself (plain denoising).
+pub fn ect_second_time(t: f64, q: f64, stage: u32) -> f64 {
+    let sigmoid = 1.0 / (1.0 + t.exp());
+    t * (1.0 - q.powi(-(stage as i32 + 1)) * (1.0 + 8.0 * sigmoid))
+}
+
 /// The error function, to within about 1e-15 (a few ulps) on the whole real line.
 ///
 /// Below 3, the series erf x = 2/sqrt(pi) e^(-x^2) sum_{k>=0} 2^k x^(2k+1) / (1 3 5 .. (2k+1))
@@ -454,5 +480,31 @@ mod tests {
         assert_eq!(Weighting::InverseStep.lambda(times[3], times[4]), 1.0 / (times[4] - times[3]));
         // 0.00054 * sqrt(784) = 0.00054 * 28.
         assert_close(pseudo_huber_c(784), 0.01512, "c for MNIST");
+    }
+
+    #[test]
+    fn progressive_distillation_target_takes_one_step_to_the_teachers_point() {
+        // One student step x_s = D + (s/t)(x_t - D) with D = x_target lands on x''.
+        let (t, s, x_t, x2) = (3.0, 1.2, 0.7, -0.4);
+        let (a, b) = pd_target_coefficients(t, s);
+        let d = a * x2 + b * x_t;
+        assert!((d + (s / t) * (x_t - d) - x2).abs() < 1e-14);
+        // max(0.25 / t^2, 1): 1 above t = sigma_data, the SNR below.
+        assert_eq!(pd_weight(2.0), 1.0);
+        assert_close(pd_weight(0.1), 25.0, "pd weight at 0.1");
+    }
+
+    #[test]
+    fn ect_gap_shrinks_by_stages_and_reaches_plain_denoising_at_low_noise() {
+        // Large t: sigmoid(-t) ~ 0, r = t (1 - 2^-(s+1)): t/2, 3t/4, 7t/8, ...
+        assert!((ect_second_time(80.0, 2.0, 0) - 40.0).abs() < 1e-9);
+        assert!((ect_second_time(80.0, 2.0, 2) - 70.0).abs() < 1e-9);
+        // Small t, stage 0: 1 - (1/2)(1 + 8 * 0.5) < 0, so the target is the clean digit.
+        assert!(ect_second_time(0.01, 2.0, 0) < EPS);
+        for t in [0.01, 0.3, 2.0, 20.0] {
+            let gaps: Vec<f64> = (0..6).map(|s| t - ect_second_time(t, 2.0, s)).collect();
+            assert!(gaps.windows(2).all(|g| g[1] < g[0]), "t = {t}: gaps {gaps:?}");
+            assert!(gaps.iter().all(|&g| g > 0.0), "r < t");
+        }
     }
 }

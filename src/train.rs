@@ -13,6 +13,7 @@ use crate::backend::{AdamStep, BTensor, Backend, Metric, RandomKey};
 use crate::checkpoint::{self, Checkpoint};
 use crate::model::{Cache, Model};
 use crate::ode::{self, Solver, Teacher};
+use crate::perceptual::Perceptual;
 use crate::random;
 use crate::schedule::{self, CtKind, CtSchedule, IndexChoice, NoiseLevels, Weighting};
 
@@ -41,6 +42,49 @@ pub enum Objective {
     /// (classifier-free guidance weight `guidance`, 1: none), so the student learns to draw
     /// the guided teacher's digits in one step.
     Distillation { solver: Solver, n: usize, mu: f64, guidance: f64 },
+    /// Progressive distillation (section 10) of a denoiser from a teacher of `teacher_steps`
+    /// deterministic (DDIM, i.e. Euler) steps: stage s trains a student of `teacher_steps /
+    /// 2^(s+1)` steps for `stage_steps` steps, matching two teacher steps with one, then the
+    /// student becomes the teacher; the last stage's student samples in one step. Its network
+    /// is a [`Model::denoiser`], sampled by the ODE sampler with Euler steps.
+    Progressive { teacher_steps: usize, stage_steps: u32 },
+    /// Consistency tuning (ECT, section 11) from a diffusion teacher's weights: lognormal t,
+    /// the second point r = t (1 - q^-(s+1) (1 + 8 sigmoid(-t))) at stage s = k / stage_steps,
+    /// the online network's own stop-gradient output at r as the target (the clean digit where
+    /// r <= eps), weighted by 1 / (t - r).
+    Tuning { q: f64, stage_steps: u32 },
+}
+
+impl Objective {
+    /// Whether a run of this objective starts from a diffusion teacher's weights (and so needs
+    /// one).
+    pub fn needs_teacher(self) -> bool {
+        matches!(self, Objective::Distillation { .. } | Objective::Progressive { .. } | Objective::Tuning { .. })
+    }
+
+    /// Whether the run keeps a teacher network beside the one it trains (distillation,
+    /// progressive distillation); consistency tuning's teacher is the online network itself.
+    pub fn keeps_teacher(self) -> bool {
+        matches!(self, Objective::Distillation { .. } | Objective::Progressive { .. })
+    }
+}
+
+/// The sample distance d of a consistency loss (sections 5, 6 and 9).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Distance {
+    /// A per-pixel metric (l2, l1, pseudo-Huber): one loss kernel.
+    Pixel(Metric),
+    /// The LPIPS-style distance on a frozen digit network ([`crate::perceptual`]).
+    Perceptual,
+}
+
+impl Distance {
+    pub fn name(self) -> &'static str {
+        match self {
+            Distance::Pixel(metric) => checkpoint::metric_name(metric),
+            Distance::Perceptual => "perceptual",
+        }
+    }
 }
 
 impl Objective {
@@ -48,8 +92,8 @@ impl Objective {
     /// digit classes (0: unconditional).
     pub fn model(self, widths: crate::nn::Widths, classes: usize) -> Model {
         let model = match self {
-            Objective::Consistency | Objective::Distillation { .. } => Model::new(widths),
-            Objective::Denoising => Model::denoiser(widths),
+            Objective::Consistency | Objective::Distillation { .. } | Objective::Tuning { .. } => Model::new(widths),
+            Objective::Denoising | Objective::Progressive { .. } => Model::denoiser(widths),
         };
         model.with_classes(classes)
     }
@@ -62,7 +106,7 @@ pub struct TrainConfig {
     pub schedule: CtSchedule,
     pub index_choice: IndexChoice,
     pub weighting: Weighting,
-    pub metric: Metric,
+    pub distance: Distance,
     pub batch: usize,
     pub lr: f32,
     /// Final decay of the separate EMA of theta used for sampling. The decay at step k is
@@ -86,7 +130,7 @@ impl TrainConfig {
             schedule: CtSchedule { kind: CtKind::Improved { s0: 10, s1: 160 }, total_steps },
             index_choice: IndexChoice::Lognormal,
             weighting: Weighting::InverseStep,
-            metric: Metric::PseudoHuber { c: schedule::pseudo_huber_c(PIXELS) as f32 },
+            distance: pseudo_huber(),
             ..Self::original(total_steps)
         }
     }
@@ -99,7 +143,7 @@ impl TrainConfig {
             schedule: CtSchedule { kind: CtKind::Original { s0: 2, s1: 150, mu0: 0.9 }, total_steps },
             index_choice: IndexChoice::Uniform,
             weighting: Weighting::Uniform,
-            metric: Metric::L2,
+            distance: Distance::Pixel(Metric::L2),
             batch: 64,
             lr: 2e-4,
             sampling_ema: 0.999,
@@ -112,12 +156,27 @@ impl TrainConfig {
     /// The EDM diffusion teacher (section 4): denoising score matching, batch 64, Adam 2e-4,
     /// the sampling EMA as for consistency models. `total_steps` only sizes the run's plan.
     pub fn teacher(total_steps: u32) -> Self {
-        TrainConfig { objective: Objective::Denoising, metric: Metric::L2, ..Self::original(total_steps) }
+        TrainConfig { objective: Objective::Denoising, ..Self::original(total_steps) }
+    }
+
+    /// Progressive distillation (section 10) from a teacher sampled with 16 Euler steps: four
+    /// stages of `total_steps / 4` steps (students of 8, 4, 2 and 1 steps), squared L2 with
+    /// the truncated SNR weight, Adam 2e-4.
+    pub fn progressive(total_steps: u32) -> Self {
+        let objective = Objective::Progressive { teacher_steps: 16, stage_steps: total_steps.div_ceil(4).max(1) };
+        TrainConfig { objective, ..Self::original(total_steps) }
+    }
+
+    /// Consistency tuning (section 11) with the measured recipe of `shared/docs/recipes.md`:
+    /// q = 2, five stages over `total_steps`, pseudo-Huber over (t - r), Adam 1e-4.
+    pub fn tuning(total_steps: u32) -> Self {
+        let objective = Objective::Tuning { q: 2.0, stage_steps: total_steps.div_ceil(5).max(1) };
+        TrainConfig { objective, distance: pseudo_huber(), lr: 1e-4, ..Self::original(total_steps) }
     }
 
     /// Consistency distillation (Algorithm 2) with the paper's choices: the fixed grid of
-    /// `n = 18` points, `mu = 0.95`, lambda = 1, squared L2 (LPIPS, the paper's best, has no
-    /// counterpart here yet), one `solver` step of the teacher.
+    /// `n = 18` points, `mu = 0.95`, lambda = 1, squared L2 (the paper's best, LPIPS, is
+    /// [`Distance::Perceptual`] here), one `solver` step of the teacher.
     pub fn distillation(total_steps: u32, solver: Solver) -> Self {
         let objective = Objective::Distillation { solver, n: 18, mu: 0.95, guidance: 1.0 };
         TrainConfig { objective, ..Self::original(total_steps) }
@@ -127,15 +186,37 @@ impl TrainConfig {
     pub fn target_ema(&self, k: u32) -> f64 {
         match self.objective {
             Objective::Distillation { mu, .. } => mu,
-            _ => self.schedule.target_ema(k),
+            Objective::Consistency => self.schedule.target_ema(k),
+            // No target network: the teacher is the online network (tuning) or a fixed one.
+            Objective::Denoising | Objective::Progressive { .. } | Objective::Tuning { .. } => 0.0,
         }
     }
 
-    /// N(k): the points of the time grid at step k.
+    /// N(k): the points of the time grid at step k; for progressive distillation the student's
+    /// sampling steps, for consistency tuning 0 (it has no grid).
     pub fn discretization(&self, k: u32) -> usize {
         match self.objective {
             Objective::Distillation { n, .. } => n,
-            _ => self.schedule.discretization(k),
+            Objective::Progressive { .. } => self.student_steps(k),
+            Objective::Tuning { .. } => 0,
+            Objective::Consistency | Objective::Denoising => self.schedule.discretization(k),
+        }
+    }
+
+    /// The stage at step k of progressive distillation or consistency tuning (0 otherwise).
+    pub fn stage(&self, k: u32) -> u32 {
+        match self.objective {
+            Objective::Progressive { stage_steps, .. } | Objective::Tuning { stage_steps, .. } => k / stage_steps,
+            _ => 0,
+        }
+    }
+
+    /// Progressive distillation: the student's sampling steps at step k, teacher_steps /
+    /// 2^(stage + 1), at least 1 (training goes on at one step after the last stage).
+    pub fn student_steps(&self, k: u32) -> usize {
+        match self.objective {
+            Objective::Progressive { teacher_steps, .. } => (teacher_steps >> (self.stage(k) + 1).min(31)).max(1),
+            _ => 0,
         }
     }
 
@@ -146,8 +227,17 @@ impl TrainConfig {
             Objective::Denoising => {
                 return format!("EDM teacher (denoising score matching, ln t ~ N(-1.2, 1.2^2)) {common}");
             }
+            Objective::Progressive { teacher_steps, stage_steps } => {
+                return format!(
+                    "progressive distillation (from {teacher_steps} Euler steps, {stage_steps} steps a stage) {common}"
+                );
+            }
+            Objective::Tuning { q, stage_steps } => {
+                let loss = self.distance.name();
+                return format!("consistency tuning (q={q}, {stage_steps} steps a stage) loss={loss} {common}");
+            }
             Objective::Distillation { solver, n, mu, guidance } => {
-                let loss = checkpoint::metric_name(self.metric);
+                let loss = self.distance.name();
                 let guided = if guidance == 1.0 { String::new() } else { format!(", guidance {guidance}") };
                 return format!(
                     "consistency distillation ({} teacher steps, N={n}, mu={mu}{guided}) loss={loss} {common}",
@@ -163,7 +253,7 @@ impl TrainConfig {
         format!(
             "{schedule} K={} loss={} n~{} weighting={} batch={} lr={} seed={}",
             self.schedule.total_steps,
-            checkpoint::metric_name(self.metric),
+            self.distance.name(),
             checkpoint::index_choice_name(self.index_choice),
             checkpoint::weighting_name(self.weighting),
             self.batch,
@@ -172,10 +262,20 @@ impl TrainConfig {
         )
     }
 
-    /// The sampling EMA's decay at step k (see [`TrainConfig::sampling_ema`]).
+    /// The sampling EMA's decay at step k (see [`TrainConfig::sampling_ema`]). Progressive
+    /// distillation restarts it with every stage, whose student starts afresh.
     pub fn sampling_ema_at(&self, k: u32) -> f32 {
+        let k = match self.objective {
+            Objective::Progressive { stage_steps, .. } => k % stage_steps,
+            _ => k,
+        };
         self.sampling_ema.min((1.0 + k as f32) / (10.0 + k as f32))
     }
+}
+
+/// Improved CT's pseudo-Huber metric with c = 0.00054 sqrt(784) (section 6).
+fn pseudo_huber() -> Distance {
+    Distance::Pixel(Metric::PseudoHuber { c: schedule::pseudo_huber_c(PIXELS) as f32 })
 }
 
 /// The recipes a person picks between.
@@ -189,6 +289,10 @@ pub enum RecipeKind {
     Teacher,
     /// [`TrainConfig::distillation`] from a teacher, with its ODE solver.
     Distillation { solver: Solver },
+    /// [`TrainConfig::progressive`] from a teacher.
+    Progressive,
+    /// [`TrainConfig::tuning`] from a teacher.
+    Tuning,
 }
 
 /// The loss a person can put in place of the recipe's own.
@@ -198,6 +302,8 @@ pub enum LossKind {
     L1,
     /// With the section-6 constant c = 0.00054 sqrt(784).
     PseudoHuber,
+    /// The LPIPS-style distance of section 9 ([`Distance::Perceptual`]).
+    Perceptual,
 }
 
 /// A run's knobs as a person sets them (the CLI's flags, the page's controls): a recipe, the
@@ -230,12 +336,21 @@ impl Recipe {
             RecipeKind::Original => TrainConfig::original(self.total_steps),
             RecipeKind::Teacher => TrainConfig::teacher(self.total_steps),
             RecipeKind::Distillation { solver } => TrainConfig::distillation(self.total_steps, solver),
+            RecipeKind::Progressive => TrainConfig::progressive(self.total_steps),
+            RecipeKind::Tuning => TrainConfig::tuning(self.total_steps),
         };
-        if self.kind == RecipeKind::Teacher && (self.loss.is_some() || self.s0.is_some() || self.s1.is_some()) {
-            return invalid("the teacher's loss is denoising score matching: no loss, s0 or s1 to set".into());
+        let grid = self.s0.is_some() || self.s1.is_some();
+        if matches!(self.kind, RecipeKind::Teacher | RecipeKind::Progressive) && (self.loss.is_some() || grid) {
+            return invalid(format!(
+                "the {} loss is a weighted squared error of the denoiser: no loss, s0 or s1 to set",
+                if self.kind == RecipeKind::Teacher { "teacher's" } else { "progressive distillation's" }
+            ));
         }
-        if matches!(self.kind, RecipeKind::Distillation { .. }) && (self.s0.is_some() || self.s1.is_some()) {
+        if matches!(self.kind, RecipeKind::Distillation { .. }) && grid {
             return invalid("distillation has a fixed grid of N points (set N, default 18): no s0 or s1 to set".into());
+        }
+        if self.kind == RecipeKind::Tuning && grid {
+            return invalid("consistency tuning has no grid: its gap shrinks by stages, no s0 or s1 to set".into());
         }
         match (self.distill_n, &mut config.objective) {
             (None, _) => {}
@@ -263,10 +378,11 @@ impl Recipe {
             }
         }
         if let Some(loss) = self.loss {
-            config.metric = match loss {
-                LossKind::L2 => Metric::L2,
-                LossKind::L1 => Metric::L1,
-                LossKind::PseudoHuber => Metric::PseudoHuber { c: schedule::pseudo_huber_c(PIXELS) as f32 },
+            config.distance = match loss {
+                LossKind::L2 => Distance::Pixel(Metric::L2),
+                LossKind::L1 => Distance::Pixel(Metric::L1),
+                LossKind::PseudoHuber => pseudo_huber(),
+                LossKind::Perceptual => Distance::Perceptual,
             };
         }
         if self.total_steps == 0 {
@@ -303,10 +419,18 @@ pub struct Trainer<B: Backend> {
     data_count: usize,
     /// The digits' labels, for a class-conditional network (empty otherwise).
     labels: Vec<u8>,
-    /// The teacher of consistency distillation: its denoiser and weights.
+    /// The teacher of consistency or progressive distillation: its denoiser and weights.
     teacher: Option<(Model, BTensor<B>)>,
+    /// The perceptual distance's network, for a run that uses it.
+    perceptual: Option<Perceptual<B>>,
     /// Steps taken so far (k of the schedules).
     pub step: u32,
+}
+
+/// One value per sample, on the device.
+fn per_sample<B: Backend>(be: &B, values: impl Iterator<Item = f64>) -> BTensor<B> {
+    let values: Vec<f32> = values.map(|v| v as f32).collect();
+    be.upload(&values, &[values.len()])
 }
 
 /// The host-side draws of one step: per-sample noise levels and loss weights.
@@ -341,6 +465,8 @@ impl<B: Backend> Trainer<B> {
             data_count,
             labels: if model.is_conditional() { labels.to_vec() } else { Vec::new() },
             teacher: None,
+            perceptual: (config.distance == Distance::Perceptual)
+                .then(|| Perceptual::shipped(be).expect("the shipped perceptual network loads")),
             params,
             model,
             config,
@@ -366,7 +492,7 @@ impl<B: Backend> Trainer<B> {
         trainer
     }
 
-    /// Gives a distillation run its teacher: the EMA weights of a denoiser of the same widths.
+    /// Gives a distillation run its teacher: the weights of a denoiser of the same widths.
     pub fn with_teacher(mut self, be: &B, weights: &[f32]) -> Self {
         assert_eq!(weights.len(), self.model.net.layout.len, "the teacher's weights do not match the network");
         let teacher = Model::denoiser(self.model.net.widths).with_classes(self.model.net.classes);
@@ -449,6 +575,8 @@ impl<B: Backend> Trainer<B> {
             Objective::Distillation { solver, guidance, .. } => {
                 self.consistency_gradients(be, rows, Some((solver, guidance)))
             }
+            Objective::Progressive { .. } => self.progressive_gradients(be, rows),
+            Objective::Tuning { q, .. } => self.tuning_gradients(be, rows, q),
         }
     }
 
@@ -495,7 +623,75 @@ impl<B: Backend> Trainer<B> {
         be.scale_add(&ones, &x, &t, &z, &noisy);
         let (denoised, cache) = self.model.forward(be, &self.params, &noisy, &times, &labels);
         let weights: Vec<f64> = times.iter().map(|&t| schedule::edm_lambda(t)).collect();
-        self.backpropagate(be, Metric::L2, &denoised, &x, &weights, &cache)
+        self.backpropagate(be, Distance::Pixel(Metric::L2), &denoised, &x, &weights, &cache)
+    }
+
+    /// Section 10, one step of a progressive-distillation stage: for a student of M steps, n
+    /// uniform in 0..M, t = t_n and s = t_{n+1} on the student's Karras grid of M + 1 points
+    /// (descending from T), two Euler (DDIM) steps of the teacher t -> t' -> s on the nested
+    /// grid of 2M + 1 points, and the loss `w(t) ||D_student(x_t, t) - x_target||^2` with the
+    /// denoiser target that reaches the teacher's point in one step.
+    fn progressive_gradients(&mut self, be: &B, rows: Range<usize>) -> BTensor<B> {
+        let count = rows.len();
+        let steps = self.config.student_steps(self.step);
+        let fine: Vec<f64> = schedule::karras_grid(2 * steps + 1).into_iter().rev().collect();
+        let key = self.key(STREAM_LEVEL);
+        let index: Vec<usize> = (rows.start as u32..rows.end as u32)
+            .map(|b| ((random::uniform(key, b) as f64 * steps as f64) as usize).min(steps - 1))
+            .collect();
+        let at = |offset: usize| -> Vec<f64> { index.iter().map(|&i| fine[2 * i + offset]).collect() };
+        let (t, mid, s) = (at(0), at(1), at(2));
+
+        let (x, z, labels) = self.data_and_noise(be, rows);
+        let x_t = be.empty(&[count, 1, 28, 28]);
+        be.scale_add(&per_sample(be, t.iter().map(|_| 1.0)), &x, &per_sample(be, t.iter().copied()), &z, &x_t);
+        let (model, params) = self.teacher.as_ref().expect("a progressive distillation has its teacher");
+        let teacher = Teacher { model, params, labels: &labels, guidance: 1.0 };
+        let x_mid = ode::step(be, &teacher, Solver::Euler, &x_t, &t, &mid);
+        let x_s = ode::step(be, &teacher, Solver::Euler, &x_mid, &mid, &s);
+        let (a, b): (Vec<f64>, Vec<f64>) =
+            t.iter().zip(&s).map(|(&t, &s)| schedule::pd_target_coefficients(t, s)).unzip();
+        let target = be.empty(&[count, 1, 28, 28]);
+        be.scale_add(&per_sample(be, a.into_iter()), &x_s, &per_sample(be, b.into_iter()), &x_t, &target);
+
+        let (denoised, cache) = self.model.forward(be, &self.params, &x_t, &t, &labels);
+        let weights: Vec<f64> = t.iter().map(|&t| schedule::pd_weight(t)).collect();
+        self.backpropagate(be, Distance::Pixel(Metric::L2), &denoised, &target, &weights, &cache)
+    }
+
+    /// Section 11, one step of consistency tuning: ln t ~ N(-1.1, 2^2) (clamped to [eps, T]),
+    /// r at the current stage, and `d(f(x + t z, t), stopgrad f(x + r z, r)) / (t - r)` with the
+    /// online weights on both sides; where r <= eps the target is the clean digit x itself
+    /// (f(x, eps) = x exactly, so the same forward gives it).
+    fn tuning_gradients(&mut self, be: &B, rows: Range<usize>, q: f64) -> BTensor<B> {
+        let count = rows.len();
+        let stage = self.config.stage(self.step);
+        let key = self.key(STREAM_LEVEL);
+        let t: Vec<f64> = (rows.start as u32..rows.end as u32)
+            .map(|b| {
+                (schedule::P_MEAN + schedule::P_STD * random::normal(key, b) as f64)
+                    .exp()
+                    .clamp(schedule::EPS, schedule::T)
+            })
+            .collect();
+        let r: Vec<f64> = t.iter().map(|&t| schedule::ect_second_time(t, q, stage)).collect();
+        // The target's time, and its noise level (0 for the clean digit).
+        let r_time: Vec<f64> = r.iter().map(|&r| r.max(schedule::EPS)).collect();
+        let r_noise: Vec<f64> = r.iter().map(|&r| if r > schedule::EPS { r } else { 0.0 }).collect();
+
+        let (x, z, labels) = self.data_and_noise(be, rows);
+        let ones = per_sample(be, t.iter().map(|_| 1.0));
+        let x_t = be.empty(&[count, 1, 28, 28]);
+        be.scale_add(&ones, &x, &per_sample(be, t.iter().copied()), &z, &x_t);
+        let x_r = be.empty(&[count, 1, 28, 28]);
+        be.scale_add(&ones, &x, &per_sample(be, r_noise.into_iter()), &z, &x_r);
+
+        let (online, cache) = self.model.forward(be, &self.params, &x_t, &t, &labels);
+        let (target, _) = self.model.forward(be, &self.params, &x_r, &r_time, &labels);
+        // t = eps (a clamped draw) has r < eps too; its loss has no gradient (c_out(eps) = 0),
+        // and the weight is kept finite.
+        let weights: Vec<f64> = t.iter().zip(&r).map(|(&t, &r)| 1.0 / (t - r).max(1e-6)).collect();
+        self.backpropagate(be, self.config.distance, &online, &target, &weights, &cache)
     }
 
     /// The slice's loss `mean_rows weight d(pred, target)` as its share of the batch's mean
@@ -506,7 +702,7 @@ impl<B: Backend> Trainer<B> {
     fn backpropagate(
         &mut self,
         be: &B,
-        metric: Metric,
+        distance: Distance,
         pred: &BTensor<B>,
         target: &BTensor<B>,
         weights: &[f64],
@@ -515,14 +711,24 @@ impl<B: Backend> Trainer<B> {
         let count = weights.len();
         let share = count as f64 / self.config.batch as f64;
         let weight: Vec<f32> = weights.iter().map(|&w| (w * share) as f32).collect();
-        let weight = be.upload(&weight, &[count]);
-        let (pred, target) = (pred.reshape(&[count, PIXELS]), target.reshape(&[count, PIXELS]));
-        let (per_sample, stats) = (be.empty(&[count]), be.empty(&[count]));
-        be.loss(metric, &pred, &target, &weight, &per_sample, &stats);
+        let (per_sample, d_pred) = match distance {
+            Distance::Pixel(metric) => {
+                let weight = be.upload(&weight, &[count]);
+                let (pred, target) = (pred.reshape(&[count, PIXELS]), target.reshape(&[count, PIXELS]));
+                let (per_sample, stats) = (be.empty(&[count]), be.empty(&[count]));
+                be.loss(metric, &pred, &target, &weight, &per_sample, &stats);
+                let d_pred = be.empty(&[count, 1, 28, 28]);
+                be.loss_backward(metric, &pred, &target, &weight, &stats, &d_pred.reshape(&[count, PIXELS]));
+                (per_sample, d_pred)
+            }
+            Distance::Perceptual => {
+                let perceptual = self.perceptual.as_ref().expect("a perceptual run has its network");
+                let (per_sample, cache) = perceptual.distance(be, pred, target, &weight);
+                (per_sample, perceptual.backward(be, &cache))
+            }
+        };
         let loss = be.empty(&[1]);
         be.sum(&per_sample, &loss, false, 1.0 / count as f32);
-        let d_pred = be.empty(&[count, 1, 28, 28]);
-        be.loss_backward(metric, &pred, &target, &weight, &stats, &d_pred.reshape(&[count, PIXELS]));
         self.model.backward(be, &self.params, &self.grads, cache, &d_pred);
         loss
     }
@@ -558,7 +764,7 @@ impl<B: Backend> Trainer<B> {
         let (online, cache) = self.model.forward(be, &self.params, &x_next, &levels.t_next, &labels);
         let (target, _) = self.model.forward(be, &self.target, &x_n, &levels.t_n, &labels);
         let weights: Vec<f64> = levels.weight.iter().map(|&w| w as f64).collect();
-        self.backpropagate(be, self.config.metric, &online, &target, &weights, &cache)
+        self.backpropagate(be, self.config.distance, &online, &target, &weights, &cache)
     }
 
     /// The gradient [`Trainer::apply`] uses: written by [`Trainer::gradients`], or by the caller
@@ -568,7 +774,9 @@ impl<B: Backend> Trainer<B> {
     }
 
     /// Ends the step with the gradient in [`Trainer::grads`]: theta <- Adam;
-    /// theta_minus <- mu theta_minus + (1 - mu) theta; the sampling EMA likewise.
+    /// theta_minus <- mu theta_minus + (1 - mu) theta; the sampling EMA likewise. At the end of
+    /// a progressive-distillation stage the student becomes the next stage's teacher and the
+    /// start of its student.
     pub fn apply(&mut self, be: &B) {
         let (c, k) = (&self.config, self.step);
         let mu = c.target_ema(k) as f32;
@@ -579,5 +787,16 @@ impl<B: Backend> Trainer<B> {
         be.ema(mu, &self.target, &self.params);
         be.ema(c.sampling_ema_at(k), &self.ema, &self.params);
         self.step += 1;
+        if let Objective::Progressive { stage_steps, .. } = self.config.objective {
+            let next = self.step;
+            // The stage that just ended trained a student of more than one step.
+            if next.is_multiple_of(stage_steps) && self.config.student_steps(next - 1) > 1 {
+                let (_, teacher) = self.teacher.as_ref().expect("a progressive distillation has its teacher");
+                // The stage's sampling EMA is its best student.
+                be.copy(&self.ema, teacher);
+                be.copy(&self.ema, &self.params);
+                be.copy(&self.ema, &self.target);
+            }
+        }
     }
 }

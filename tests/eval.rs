@@ -10,7 +10,7 @@ use common::*;
 use consistency::backend::Backend;
 use consistency::data::mnist::{IMAGE_PIXELS, IMAGE_SIDE};
 use consistency::data::{Mnist, Split};
-use consistency::eval::classifier::{self, to_model_range, Classifier, ARCHITECTURE, FEATURES};
+use consistency::eval::classifier::{self, to_model_range, Architecture, Classifier, FEATURES};
 use consistency::eval::frechet::{frechet_distance, symmetric_eigen, FeatureStats};
 use consistency::eval::{self, weights, Evaluator, WeightsInfo};
 use safetensors::tensor::TensorView;
@@ -34,7 +34,7 @@ fn shipped_classifier_reaches_99_percent_on_the_test_set() {
     let test = real_mnist(Split::Test);
     assert_eq!(test.count, 10_000);
     let ev = Evaluator::shipped(&be).unwrap();
-    assert_eq!(ev.info.architecture, ARCHITECTURE);
+    assert_eq!(ev.info.architecture, Architecture::FID.name);
     let accuracy = pollster::block_on(classifier::accuracy(&be, &ev.net, &ev.params, &test)).unwrap();
     assert!(accuracy >= 0.99, "test accuracy {accuracy} below 99%");
     // The metadata records what training measured (on the CPU too; summation order may move a
@@ -90,7 +90,7 @@ fn run<B: Backend>(be: &B, net: &Classifier, params: &[f32], x: &[f32], labels: 
 
 #[test]
 fn classifier_forward_and_backward_on_gpu_equal_cpu() {
-    let net = Classifier::new();
+    let net = Classifier::fid();
     let labels = [3.0, 7.0, 0.0];
     // The shipped weights on real-looking digits, and jittered initial weights on noise.
     let shipped = weights::load(&net, weights::SHIPPED, "shipped").unwrap().0;
@@ -134,7 +134,7 @@ fn classifier_forward_and_backward_on_gpu_equal_cpu() {
 #[test]
 fn classifier_backward_matches_finite_differences() {
     let be = cpu();
-    let net = Classifier::new();
+    let net = Classifier::fid();
     let (params, x) = gradient_inputs(&net);
     let labels = [1.0, 4.0, 9.0];
     let grads = run(&be, &net, &params, &x, &labels).grads;
@@ -155,7 +155,7 @@ fn training_lowers_the_loss() {
     data.count = 256;
     let steps = 80;
     let config = classifier::TrainConfig { steps, batch: 32, lr: 3e-3, seed: 1 };
-    let mut t = classifier::Trainer::new(&be, config, &data);
+    let mut t = classifier::Trainer::new(&be, Classifier::fid(), config, &data);
     let losses: Vec<f32> = (0..steps).map(|_| read(&be, &t.step(&be))[0]).collect();
     let first = losses[0];
     // The mean of the last ten batches: single batches of 32 are noisy.
@@ -167,12 +167,12 @@ fn training_lowers_the_loss() {
 // ---- weights files --------------------------------------------------------------------------
 
 fn info() -> WeightsInfo {
-    WeightsInfo { architecture: ARCHITECTURE.to_string(), test_accuracy: 0.5, seed: 3, steps: 7 }
+    WeightsInfo { architecture: Architecture::FID.name.to_string(), test_accuracy: 0.5, seed: 3, steps: 7 }
 }
 
 #[test]
 fn weights_round_trip() {
-    let net = Classifier::new();
+    let net = Classifier::fid();
     let params = net.layout.init(11);
     let bytes = weights::save(&net, &params, &info()).unwrap();
     let (loaded, loaded_info) = weights::load(&net, &bytes, "round trip").unwrap();
@@ -192,7 +192,7 @@ fn handmade(tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)], meta: &[(&str, &st
 
 #[test]
 fn damaged_weights_files_give_named_errors() {
-    let net = Classifier::new();
+    let net = Classifier::fid();
     let params = net.layout.init(1);
     let good: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = net
         .layout
@@ -203,7 +203,7 @@ fn damaged_weights_files_give_named_errors() {
             (p.name.clone(), Dtype::F32, p.shape.clone(), bytes)
         })
         .collect();
-    let meta = [("architecture", ARCHITECTURE), ("test_accuracy", "0.99"), ("seed", "0"), ("steps", "10")];
+    let meta = [("architecture", Architecture::FID.name), ("test_accuracy", "0.99"), ("seed", "0"), ("steps", "10")];
     assert!(weights::load(&net, &handmade(&good, &meta), "good").is_ok());
 
     let mut wrong_shape = good.clone();

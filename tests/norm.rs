@@ -186,3 +186,62 @@ fn group_norm_gradients_cpu() {
 fn group_norm_gradients_gpu() {
     group_norm_gradients(&gpu());
 }
+
+/// Runs channel_normalize on `be`: (y, r).
+fn normalize<B: Backend>(be: &B, shape: [usize; 4], x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let (y, r): (BTensor<B>, BTensor<B>) = (be.zeros(&shape), be.zeros(&[shape[0], shape[2] * shape[3]]));
+    be.channel_normalize(&be.upload(x, &shape), &y, &r);
+    (read(be, &y), read(be, &r))
+}
+
+fn normalize_backward<B: Backend>(be: &B, shape: [usize; 4], x: &[f32], r: &[f32], dy: &[f32]) -> Vec<f32> {
+    let dx: BTensor<B> = be.zeros(&shape);
+    let r = be.upload(r, &[shape[0], shape[2] * shape[3]]);
+    be.channel_normalize_backward(&be.upload(x, &shape), &r, &be.upload(dy, &shape), &dx);
+    read(be, &dx)
+}
+
+#[test]
+fn channel_normalize_matches_cpu_and_has_unit_norm() {
+    let (g, c) = (gpu(), cpu());
+    // Odd shapes; more pixels than a workgroup (2 x 28 x 28), one channel, one pixel.
+    for (k, &(n, ch, h, w)) in [(3, 24, 5, 7), (2, 16, 28, 28), (2, 1, 3, 3), (4, 96, 1, 1)].iter().enumerate() {
+        let shape = [n, ch, h, w];
+        let x = random_vec(n * ch * h * w, 50 + k as u64);
+        let what = format!("channel_normalize {n}x{ch}x{h}x{w}");
+        let (gy, gr) = normalize(&g, shape, &x);
+        let (cy, cr) = normalize(&c, shape, &x);
+        assert_close(&format!("{what}: y"), &gy, &cy, 1e-5, 1e-6);
+        assert_close(&format!("{what}: r"), &gr, &cr, 1e-5, 1e-6);
+        // The CPU twin itself: every pixel's channel vector has unit length.
+        for sample in 0..n {
+            for p in 0..h * w {
+                let sq: f32 = (0..ch).map(|j| cy[(sample * ch + j) * h * w + p].powi(2)).sum();
+                assert!((sq - 1.0).abs() < 1e-5, "{what}: |y| = {}", sq.sqrt());
+            }
+        }
+        let dy = random_vec(x.len(), 60 + k as u64);
+        let gdx = normalize_backward(&g, shape, &x, &cr, &dy);
+        let cdx = normalize_backward(&c, shape, &x, &cr, &dy);
+        assert_close(&format!("{what}: dx"), &gdx, &cdx, 1e-4, 1e-5);
+    }
+}
+
+fn channel_normalize_gradient<B: Backend>(be: &B) {
+    let shape = [2, 5, 3, 4];
+    let x = random_vec(2 * 5 * 12, 70);
+    let dy = random_vec(x.len(), 71);
+    let (_, r) = normalize(be, shape, &x);
+    let dx = normalize_backward(be, shape, &x, &r, &dy);
+    check_gradient("channel_normalize: d/dx", &mut |v| normalize(be, shape, v).0, &x, &dy, &dx, 1e-2, 3e-3, 60);
+}
+
+#[test]
+fn channel_normalize_gradient_cpu() {
+    channel_normalize_gradient(&cpu());
+}
+
+#[test]
+fn channel_normalize_gradient_gpu() {
+    channel_normalize_gradient(&gpu());
+}

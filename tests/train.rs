@@ -10,7 +10,7 @@ use consistency::model::Model;
 use consistency::nn::Widths;
 use consistency::ode::Solver;
 use consistency::schedule::{CtKind, CtSchedule, IndexChoice, Weighting};
-use consistency::train::{Objective, TrainConfig, Trainer};
+use consistency::train::{Distance, Objective, TrainConfig, Trainer};
 
 fn config(kind: CtKind, metric: Metric, batch: usize) -> TrainConfig {
     TrainConfig {
@@ -18,7 +18,7 @@ fn config(kind: CtKind, metric: Metric, batch: usize) -> TrainConfig {
         schedule: CtSchedule { kind, total_steps: 100 },
         index_choice: IndexChoice::Lognormal,
         weighting: Weighting::InverseStep,
-        metric,
+        distance: Distance::Pixel(metric),
         batch,
         lr: 1e-3,
         sampling_ema: 0.99,
@@ -179,7 +179,7 @@ fn distillation_steps_on_gpu_equal_cpu() {
     let teacher = Checkpoint::start(Widths::TINY, 0, TrainConfig { seed: 5, ..TrainConfig::teacher(10) });
     for solver in [Solver::Heun, Solver::Euler] {
         let config = TrainConfig { batch: 4, lr: 1e-3, seed: 3, ..TrainConfig::distillation(10, solver) };
-        let start = Checkpoint::distill(&teacher, config.clone()).unwrap();
+        let start = Checkpoint::from_teacher(&teacher, config.clone()).unwrap();
         assert_eq!(start.states[0], teacher.ema(), "the student starts as the teacher");
         let (gpu_losses, gpu_online) = resumed_steps(&gpu(), &start, &images);
         let (cpu_losses, cpu_online) = resumed_steps(&cpu(), &start, &images);
@@ -220,10 +220,98 @@ fn conditional_steps_on_gpu_equal_cpu() {
     if let Objective::Distillation { guidance, .. } = &mut config.objective {
         *guidance = 2.0;
     }
-    let start = Checkpoint::distill(&teacher, config.clone()).unwrap();
+    let start = Checkpoint::from_teacher(&teacher, config.clone()).unwrap();
     assert_eq!(start.classes, 10, "a conditional teacher gives a conditional student");
     let (gpu_losses, gpu_online) = labelled_steps(&gpu(), &start, &images, &labels);
     let (cpu_losses, cpu_online) = labelled_steps(&cpu(), &start, &images, &labels);
     assert_close("conditional distillation losses", &gpu_losses, &cpu_losses, 2e-3, 1e-6);
     assert_weights_agree("conditional distillation online", &gpu_online, &cpu_online, config.lr, 3);
+}
+
+/// Progressive distillation (section 10): one whole stage (two steps of a student of 8 steps)
+/// and the stage change after it are the same on both backends; the stage change makes the
+/// student the teacher, and the next stage trains a student of half the steps.
+#[test]
+fn a_progressive_distillation_stage_on_gpu_equals_cpu() {
+    let images: Vec<u8> = random_vec(10 * 784, 15).iter().map(|v| ((v + 1.0) * 127.5) as u8).collect();
+    let teacher = Checkpoint::start(Widths::TINY, 0, TrainConfig { seed: 5, ..TrainConfig::teacher(10) });
+    // Stages of 2 steps: students of 8, 4, 2, 1 steps.
+    let config = TrainConfig { batch: 4, lr: 1e-3, seed: 3, ..TrainConfig::progressive(8) };
+    assert_eq!(config.objective, Objective::Progressive { teacher_steps: 16, stage_steps: 2 });
+    assert_eq!((0..9).map(|k| config.student_steps(k)).collect::<Vec<_>>(), [8, 8, 4, 4, 2, 2, 1, 1, 1]);
+    let start = Checkpoint::from_teacher(&teacher, config.clone()).unwrap();
+    assert_eq!(start.teacher.as_deref(), Some(teacher.ema()), "the first stage's teacher is the denoiser");
+    let run = |be: &dyn Fn() -> (Vec<f32>, Checkpoint)| be();
+    let gpu_run = || {
+        let be = gpu();
+        let mut trainer = Trainer::resume(&be, &start, &images, &[]);
+        let losses: Vec<f32> = (0..3).map(|_| read(&be, &trainer.step(&be))[0]).collect();
+        (losses, pollster::block_on(trainer.checkpoint(&be)).unwrap())
+    };
+    let cpu_run = || {
+        let be = cpu();
+        let mut trainer = Trainer::resume(&be, &start, &images, &[]);
+        let losses: Vec<f32> = (0..3).map(|_| read(&be, &trainer.step(&be))[0]).collect();
+        (losses, pollster::block_on(trainer.checkpoint(&be)).unwrap())
+    };
+    let ((gpu_losses, gpu_state), (cpu_losses, cpu_state)) = (run(&gpu_run), run(&cpu_run));
+    assert!(cpu_losses.iter().all(|l| l.is_finite() && *l > 0.0), "{cpu_losses:?}");
+    assert_close("progressive losses", &gpu_losses, &cpu_losses, 2e-3, 1e-6);
+    assert_weights_agree("progressive online", &gpu_state.states[0], &cpu_state.states[0], config.lr, 3);
+    // After step 2 the stage's student (its sampling EMA then) became the teacher.
+    let new_teacher = cpu_state.teacher.as_ref().unwrap();
+    assert_ne!(new_teacher.as_slice(), teacher.ema(), "the teacher moved on to the student");
+    assert_weights_agree("progressive teacher", gpu_state.teacher.as_ref().unwrap(), new_teacher, config.lr, 3);
+    // The saved run resumes into the same teacher.
+    let bytes = cpu_state.to_bytes().unwrap();
+    assert_eq!(Checkpoint::from_bytes(&bytes).unwrap(), cpu_state);
+}
+
+/// Consistency tuning (section 11): steps from a teacher's weights at two stages are the same
+/// on both backends, with the pixel and the perceptual distance.
+#[test]
+fn tuning_steps_on_gpu_equal_cpu() {
+    let images: Vec<u8> = random_vec(10 * 784, 16).iter().map(|v| ((v + 1.0) * 127.5) as u8).collect();
+    let teacher = Checkpoint::start(Widths::TINY, 0, TrainConfig { seed: 6, ..TrainConfig::teacher(10) });
+    for distance in [TrainConfig::tuning(1).distance, Distance::Perceptual] {
+        // Stages of one step: the three steps see stages 0, 1 and 2.
+        let config = TrainConfig { batch: 4, seed: 8, distance, ..TrainConfig::tuning(5) };
+        assert_eq!(config.objective, Objective::Tuning { q: 2.0, stage_steps: 1 });
+        let start = Checkpoint::from_teacher(&teacher, config.clone()).unwrap();
+        assert!(start.teacher.is_none(), "tuning's teacher is the online network itself");
+        assert_eq!(start.states[0], teacher.ema(), "tuning starts from the teacher's weights");
+        let (gpu_losses, gpu_online) = resumed_steps(&gpu(), &start, &images);
+        let (cpu_losses, cpu_online) = resumed_steps(&cpu(), &start, &images);
+        assert!(cpu_losses.iter().all(|l| l.is_finite() && *l > 0.0), "{distance:?}: {cpu_losses:?}");
+        assert_close(&format!("tuning {distance:?} losses"), &gpu_losses, &cpu_losses, 2e-3, 1e-6);
+        assert_weights_agree(&format!("tuning {distance:?} online"), &gpu_online, &cpu_online, config.lr, 3);
+    }
+}
+
+/// Consistency distillation with the perceptual distance: the same loss and gradient on both
+/// backends. (The gradient, not weights after Adam steps: the perceptual loss of an untrained
+/// student on noise images leaves many weights with gradients near zero, whose Adam steps of
+/// +-lr follow the sign of rounding noise.)
+#[test]
+fn perceptual_distillation_gradients_on_gpu_equal_cpu() {
+    let images: Vec<u8> = random_vec(10 * 784, 17).iter().map(|v| ((v + 1.0) * 127.5) as u8).collect();
+    let teacher = Checkpoint::start(Widths::TINY, 0, TrainConfig { seed: 5, ..TrainConfig::teacher(10) });
+    let config = TrainConfig {
+        batch: 3,
+        lr: 1e-3,
+        seed: 3,
+        distance: Distance::Perceptual,
+        ..TrainConfig::distillation(10, Solver::Euler)
+    };
+    let start = Checkpoint::from_teacher(&teacher, config).unwrap();
+    let (g, c) = (gpu(), cpu());
+    let (mut on_gpu, mut on_cpu) =
+        (Trainer::resume(&g, &start, &images, &[]), Trainer::resume(&c, &start, &images, &[]));
+    let (gpu_loss, cpu_loss) = (read(&g, &on_gpu.gradients(&g, 0..3))[0], read(&c, &on_cpu.gradients(&c, 0..3))[0]);
+    assert!(cpu_loss.is_finite() && cpu_loss > 0.0, "{cpu_loss}");
+    assert_close("perceptual CD loss", &[gpu_loss], &[cpu_loss], 2e-3, 1e-7);
+    let (gpu_grad, cpu_grad) = (read(&g, on_gpu.grads()), read(&c, on_cpu.grads()));
+    let largest = cpu_grad.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(largest > 0.0, "no gradient reaches the student");
+    assert_close("perceptual CD gradient", &gpu_grad, &cpu_grad, 2e-2, 1e-3 * largest);
 }

@@ -187,6 +187,12 @@ pub trait Backend {
         dgamma: &BTensor<Self>,
         dbeta: &BTensor<Self>,
     );
+    /// LPIPS's feature normalization (`consistency-models.md` section 9): x `[N, C, S]` divided
+    /// at every (sample, pixel) by its norm across channels, `y = x / (||x[n, :, s]|| + 1e-10)`;
+    /// the norms go to r `[N, S]` for the backward.
+    fn channel_normalize(&self, x: &BTensor<Self>, y: &BTensor<Self>, r: &BTensor<Self>);
+    /// Gradient of [`Backend::channel_normalize`] to x, from x, its norms r and dy.
+    fn channel_normalize_backward(&self, x: &BTensor<Self>, r: &BTensor<Self>, dy: &BTensor<Self>, dx: &BTensor<Self>);
     /// `y = x * sigmoid(x)`.
     fn silu(&self, x: &BTensor<Self>, y: &BTensor<Self>);
     fn silu_backward(&self, x: &BTensor<Self>, dy: &BTensor<Self>, dx: &BTensor<Self>);

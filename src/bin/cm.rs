@@ -10,11 +10,12 @@ use consistency::backend::gpu::GpuBackend;
 use consistency::backend::Backend;
 use consistency::checkpoint::Checkpoint;
 use consistency::data::mnist::{Mnist, Split, CLASSES};
+use consistency::eval::classifier::Architecture;
 use consistency::model::{Model, Preconditioning};
 use consistency::nn::{UNet, Widths};
 use consistency::ode::Solver;
 use consistency::sample::Sampler;
-use consistency::train::{LossKind, Recipe, RecipeKind, TrainConfig, Trainer};
+use consistency::train::{LossKind, Objective, Recipe, RecipeKind, TrainConfig, Trainer};
 use consistency::{bench, image, Error};
 use indicatif::{ProgressBar, ProgressStyle};
 use npyz::WriterBuilder;
@@ -51,6 +52,19 @@ enum RecipeChoice {
     Teacher,
     /// Consistency distillation (section 4, Algorithm 2) from --teacher with --solver.
     Distill,
+    /// Progressive distillation (section 10) from --teacher: four stages halve its 16 Euler
+    /// steps down to 1; sample with `cm sample --solver euler --steps 1`.
+    Progressive,
+    /// Consistency tuning (ECT, section 11) from --teacher.
+    Tuning,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum NetworkChoice {
+    /// The MNIST-FID classifier.
+    Fid,
+    /// The perceptual distance's feature network.
+    Perceptual,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -58,6 +72,8 @@ enum LossChoice {
     L2,
     L1,
     PseudoHuber,
+    /// The LPIPS-style distance on a frozen digit network (section 9).
+    Perceptual,
 }
 
 #[derive(Args)]
@@ -76,7 +92,7 @@ struct TrainArgs {
     /// Override the recipe's loss.
     #[arg(long, value_enum)]
     loss: Option<LossChoice>,
-    /// The teacher of `--recipe distill`: a checkpoint of `cm train --recipe teacher`.
+    /// The teacher of `--recipe distill`, `progressive` or `tuning`: a checkpoint of `cm train --recipe teacher`.
     #[arg(long)]
     teacher: Option<PathBuf>,
     /// The teacher's ODE solver for `--recipe distill`: heun or euler.
@@ -128,6 +144,14 @@ struct TrainArgs {
     /// Write the checkpoint every this many steps (and at the end).
     #[arg(long, default_value_t = 250)]
     checkpoint_every: u32,
+    /// Measure the MNIST-FID of the sampling EMA every this many steps (0: never), one-step
+    /// samples for a consistency model and the current student's steps for a progressive
+    /// distillation, into <out>.fid.csv: the curves of "FID over training".
+    #[arg(long, default_value_t = 0)]
+    fid_every: u32,
+    /// Samples per FID measurement during training.
+    #[arg(long, default_value_t = 1000)]
+    fid_count: usize,
     /// Folder with the MNIST IDX files (scripts/fetch-mnist puts them here).
     #[arg(long, default_value = "data/mnist")]
     data: PathBuf,
@@ -247,11 +271,16 @@ enum Command {
         #[arg(long, default_value = "small")]
         conv_config: String,
     },
-    /// Train the MNIST-FID classifier (`consistency::eval::classifier`) and write its weights
-    /// as safetensors (the shipped file is assets/mnist-classifier.safetensors).
+    /// Train an MNIST classifier (`consistency::eval::classifier`) and write its weights as
+    /// safetensors: the MNIST-FID network (shipped as assets/mnist-classifier.safetensors) or
+    /// the perceptual distance's (assets/mnist-perceptual.safetensors, `--network perceptual
+    /// --seed 1`).
     TrainClassifier {
+        /// Which network: fid or perceptual.
+        #[arg(long, value_enum, default_value = "fid")]
+        network: NetworkChoice,
         /// Where to write the weights.
-        #[arg(long, default_value = "assets/mnist-classifier.safetensors")]
+        #[arg(long)]
         out: PathBuf,
         /// Training steps.
         #[arg(long, default_value_t = 3000)]
@@ -318,11 +347,15 @@ fn run(cli: Cli) -> consistency::Result<()> {
             }
             Ok(())
         }
-        Command::TrainClassifier { out, steps, batch, lr, seed, data, backend } => {
+        Command::TrainClassifier { network, out, steps, batch, lr, seed, data, backend } => {
             let config = consistency::eval::classifier::TrainConfig { steps, batch, lr, seed };
+            let architecture = match network {
+                NetworkChoice::Fid => Architecture::FID,
+                NetworkChoice::Perceptual => Architecture::PERCEPTUAL,
+            };
             match backend {
-                BackendChoice::Gpu => train_classifier(&GpuBackend::new_blocking()?, config, &data, &out),
-                BackendChoice::Cpu => train_classifier(&CpuBackend::new(), config, &data, &out),
+                BackendChoice::Gpu => train_classifier(&GpuBackend::new_blocking()?, architecture, config, &data, &out),
+                BackendChoice::Cpu => train_classifier(&CpuBackend::new(), architecture, config, &data, &out),
             }
         }
     }
@@ -432,12 +465,15 @@ fn config_from_args(args: &TrainArgs) -> consistency::Result<TrainConfig> {
             RecipeChoice::Original => RecipeKind::Original,
             RecipeChoice::Teacher => RecipeKind::Teacher,
             RecipeChoice::Distill => RecipeKind::Distillation { solver: Solver::parse(&args.solver)? },
+            RecipeChoice::Progressive => RecipeKind::Progressive,
+            RecipeChoice::Tuning => RecipeKind::Tuning,
         },
         total_steps: args.total_steps.unwrap_or(args.steps),
         loss: args.loss.map(|loss| match loss {
             LossChoice::L2 => LossKind::L2,
             LossChoice::L1 => LossKind::L1,
             LossChoice::PseudoHuber => LossKind::PseudoHuber,
+            LossChoice::Perceptual => LossKind::Perceptual,
         }),
         s0: args.s0,
         s1: args.s1,
@@ -468,15 +504,15 @@ fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
         if args.label_dropout.is_some() && !args.conditional {
             return Err(Error::Invalid("--label-dropout is for a --conditional network".into()));
         }
-        match (&args.teacher, args.recipe == RecipeChoice::Distill) {
+        match (&args.teacher, config.objective.needs_teacher()) {
             (Some(path), true) => {
                 if args.conditional || args.init.is_some() {
                     return Err(Error::Invalid(
-                        "a distillation starts from its teacher, and is conditional exactly when it is: drop --conditional and --init".into(),
+                        "this run starts from its teacher, and is conditional exactly when it is: drop --conditional and --init".into(),
                     ));
                 }
                 let teacher = load_checkpoint(path)?;
-                Trainer::resume(be, &Checkpoint::distill(&teacher, config)?, &mnist.images, &mnist.labels)
+                Trainer::resume(be, &Checkpoint::from_teacher(&teacher, config)?, &mnist.images, &mnist.labels)
             }
             (None, false) => {
                 let classes = if args.conditional { CLASSES } else { 0 };
@@ -501,8 +537,14 @@ fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
                 }
                 Trainer::new(be, model, config, &init, &mnist.images, &mnist.labels)
             }
-            (None, true) => return Err(Error::Invalid("--recipe distill needs --teacher <checkpoint>".into())),
-            (Some(_), false) => return Err(Error::Invalid("--teacher is for --recipe distill".into())),
+            (None, true) => {
+                return Err(Error::Invalid(
+                    "--recipe distill, progressive and tuning start from --teacher <checkpoint>".into(),
+                ))
+            }
+            (Some(_), false) => {
+                return Err(Error::Invalid("--teacher is for --recipe distill, progressive or tuning".into()))
+            }
         }
     };
     eprintln!("backend: {}", be.name());
@@ -521,6 +563,19 @@ fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
             .progress_chars("=> "),
     );
     let interactive = std::io::stderr().is_terminal();
+    let fid = match args.fid_every {
+        0 => None,
+        _ => {
+            let evaluator = consistency::eval::Evaluator::shipped(be)?;
+            let test = Mnist::load_split(&args.data, Split::Test)?;
+            let reference = pollster::block_on(evaluator.reference(be, &test))?;
+            let path = args.out.with_extension("fid.csv");
+            if !path.exists() {
+                append(&path, "step,fid,evaluations\n")?;
+            }
+            Some((evaluator, reference, path))
+        }
+    };
     let (started, first_step) = (Instant::now(), trainer.step);
     let (mut loss_sum, mut summed) = (be.zeros(&[1]), 0);
     while trainer.step < args.steps {
@@ -548,6 +603,21 @@ fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
             bar.set_message(format!("{rate:.2} steps/s  loss {mean:.5}  N {n}"));
             if !interactive {
                 eprintln!("step {step}/{} loss {mean:.5} N {n} {rate:.2} steps/s", args.steps);
+            }
+        }
+        if let Some((evaluator, reference, path)) = &fid {
+            if step.is_multiple_of(args.fid_every) {
+                // The diffusion teacher and a progressive student sample by Euler steps (the
+                // student's own count; the teacher's 18), a consistency model in one step.
+                let steps = match trainer.config.objective {
+                    Objective::Progressive { .. } => trainer.config.student_steps(step - 1),
+                    _ => 18,
+                };
+                let sampler = Sampler::for_model(&trainer.model, &[], "euler", steps)?;
+                let images = draw(be, &trainer.model, &trainer.ema, &sampler, args.fid_count, 0, None)?;
+                let quality = pollster::block_on(evaluator.classify_host(be, &images))
+                    .and_then(|c| consistency::eval::Quality::new(&c, reference))?;
+                append(path, &format!("{step},{:.3},{}\n", quality.fid, sampler.evaluations()))?;
             }
         }
         if step.is_multiple_of(args.checkpoint_every.max(1)) || last {
@@ -615,19 +685,20 @@ fn sample<B: Backend>(be: &B, args: &SampleArgs) -> consistency::Result<()> {
 /// `cm train-classifier`: trains, reports, measures on the test set, writes the weights.
 fn train_classifier<B: Backend>(
     be: &B,
+    architecture: Architecture,
     config: consistency::eval::classifier::TrainConfig,
     data: &Path,
     out: &Path,
 ) -> consistency::Result<()> {
     use consistency::eval::{classifier, weights};
     let (train, test) = (Mnist::load_split(data, Split::Train)?, Mnist::load_split(data, Split::Test)?);
-    let net = classifier::Classifier::new();
+    let net = classifier::Classifier::new(architecture);
     println!("backend: {}", be.name());
-    println!("classifier {} ({} parameters), {config:?}", classifier::ARCHITECTURE, net.layout.count());
+    println!("classifier {} ({} parameters), {config:?}", architecture.name, net.layout.count());
     let start = Instant::now();
     let report =
         |step: u32, loss: f32| println!("step {step:>6}  loss {loss:.4}  {:.0} s", start.elapsed().as_secs_f64());
-    let (params, info) = pollster::block_on(classifier::train(be, config, &train, &test, 100, report))?;
+    let (params, info) = pollster::block_on(classifier::train(be, architecture, config, &train, &test, 100, report))?;
     println!("trained in {:.0} s; test accuracy {:.2}%", start.elapsed().as_secs_f64(), 100.0 * info.test_accuracy);
     let bytes = weights::save(&net, &params, &info)?;
     write_atomically(out, &bytes)?;

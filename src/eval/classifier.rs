@@ -2,7 +2,7 @@
 //! engine, whose penultimate layer (128 features) plays the role Inception's pool features play
 //! in the FID of natural images.
 //!
-//! Architecture ([`ARCHITECTURE`]), each convolution followed by GroupNorm(8) + SiLU:
+//! Architecture ([`Architecture::FID`]), each convolution followed by GroupNorm(8) + SiLU:
 //!
 //! ```text
 //! x [N, 1, 28, 28] in [-1, 1]
@@ -26,26 +26,50 @@ use super::super::nn::params::ParamLayout;
 use crate::backend::{AdamStep, BTensor, Backend, RandomKey};
 use crate::data::mnist::{Mnist, CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
 
-/// Identifies the layer structure (and parameter names) of [`Classifier`]; stored in the weights
-/// file's metadata and checked on load.
-pub const ARCHITECTURE: &str =
-    "mnist-cnn-v1: conv3x3 1-16, 16-32/2, 32-32, 32-64/2, 64-64/2, each GN8+SiLU; avgpool; fc 64-128 SiLU; fc 128-10";
-/// Width of the penultimate features.
-pub const FEATURES: usize = 128;
+/// A classifier's layer structure: its convolution stages, each (input channels, output
+/// channels, stride), and the width of its penultimate features. The name is stored in a
+/// weights file's metadata and checked on load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Architecture {
+    pub name: &'static str,
+    pub stages: &'static [(usize, usize, usize)],
+    pub features: usize,
+}
+
+impl Architecture {
+    /// The network behind the MNIST-FID (the diagram above).
+    pub const FID: Architecture = Architecture {
+        name: "mnist-cnn-v1: conv3x3 1-16, 16-32/2, 32-32, 32-64/2, 64-64/2, each GN8+SiLU; avgpool; fc 64-128 SiLU; fc 128-10",
+        stages: &[(1, 16, 1), (16, 32, 2), (32, 32, 1), (32, 64, 2), (64, 64, 2)],
+        features: 128,
+    };
+
+    /// The network whose activations give the perceptual distance of training
+    /// (`crate::perceptual`, `consistency-models.md` section 9). It differs from [`Self::FID`]
+    /// on purpose, so that training on its features never optimizes the evaluation's own:
+    /// other widths (24/48/96 channels), four stages instead of five (its deepest features are
+    /// 7x7, not 4x4), 64 features, and its own seed and training run.
+    pub const PERCEPTUAL: Architecture = Architecture {
+        name: "mnist-lpips-v1: conv3x3 1-24, 24-48/2, 48-48, 48-96/2, each GN8+SiLU; avgpool; fc 96-64 SiLU; fc 64-10",
+        stages: &[(1, 24, 1), (24, 48, 2), (48, 48, 1), (48, 96, 2)],
+        features: 64,
+    };
+}
+
+/// Width of the FID network's penultimate features.
+pub const FEATURES: usize = Architecture::FID.features;
 
 /// Philox streams of one training step.
 const STREAM_BATCH: u32 = 0;
 
 pub struct Classifier {
+    pub architecture: Architecture,
     pub layout: ParamLayout,
     /// Convolution and GroupNorm + SiLU of each stage, in order.
     stages: Vec<(Conv, NormSilu)>,
     fc1: Linear,
     fc2: Linear,
 }
-
-/// (input channels, output channels, stride) of each convolution stage.
-const STAGES: [(usize, usize, usize); 5] = [(1, 16, 1), (16, 32, 2), (32, 32, 1), (32, 64, 2), (64, 64, 2)];
 
 /// What [`Classifier::forward`] gives: the features, the logits, and what the backward needs.
 pub struct ClassifierOutput<B: Backend> {
@@ -65,16 +89,10 @@ pub struct ClassifierCache<B: Backend> {
     features: BTensor<B>,
 }
 
-struct StageCache<B: Backend> {
+pub struct StageCache<B: Backend> {
     x: BTensor<B>,
     h: BTensor<B>,
     stats: BTensor<B>,
-}
-
-impl Default for Classifier {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// A `[n]` tensor holding `value` everywhere (per-sample coefficients of `scale_add`).
@@ -83,9 +101,15 @@ fn filled<B: Backend>(be: &B, n: usize, value: f32) -> BTensor<B> {
 }
 
 impl Classifier {
-    pub fn new() -> Self {
+    /// The MNIST-FID network.
+    pub fn fid() -> Self {
+        Self::new(Architecture::FID)
+    }
+
+    pub fn new(architecture: Architecture) -> Self {
         let mut l = ParamLayout::default();
-        let stages = STAGES
+        let stages = architecture
+            .stages
             .iter()
             .enumerate()
             .map(|(i, &(cin, cout, stride))| {
@@ -93,27 +117,70 @@ impl Classifier {
                 (conv, NormSilu::new(&mut l, &format!("norm{}", i + 1), cout))
             })
             .collect();
-        let fc1 = Linear::new(&mut l, "fc1", STAGES[STAGES.len() - 1].1, FEATURES);
-        let fc2 = Linear::new(&mut l, "fc2", FEATURES, CLASSES);
-        Classifier { layout: l, stages, fc1, fc2 }
+        let last = architecture.stages[architecture.stages.len() - 1].1;
+        let fc1 = Linear::new(&mut l, "fc1", last, architecture.features);
+        let fc2 = Linear::new(&mut l, "fc2", architecture.features, CLASSES);
+        Classifier { architecture, layout: l, stages, fc1, fc2 }
+    }
+
+    /// The output of every convolution stage (after its GroupNorm + SiLU) for digits x `[N, 1,
+    /// 28, 28]` in [-1, 1], and what the backward passes need: the perceptual distance's
+    /// features, and the start of [`Classifier::forward`].
+    pub fn stage_activations<B: Backend>(
+        &self,
+        be: &B,
+        params: &BTensor<B>,
+        x: &BTensor<B>,
+    ) -> (Vec<BTensor<B>>, Vec<StageCache<B>>) {
+        assert_eq!(&x.shape[1..], [1, IMAGE_SIDE, IMAGE_SIDE], "classifier input must be [N, 1, 28, 28]");
+        let mut a = x.clone();
+        let (mut outputs, mut caches) = (Vec::new(), Vec::new());
+        for (conv, norm) in &self.stages {
+            let h = conv.forward(be, params, &a);
+            let (next, stats) = norm.forward(be, params, &h);
+            caches.push(StageCache { x: a, h, stats });
+            outputs.push(next.clone());
+            a = next;
+        }
+        (outputs, caches)
+    }
+
+    /// The gradient to the input x of a function of the stage activations, given its gradient
+    /// `d_outputs[l]` to each stage's output. The weights stay frozen: their gradients are
+    /// not needed, and the few GroupNorm ones the kernel writes anyway go to `scratch` (a
+    /// tensor of this network's layout).
+    pub fn input_gradient<B: Backend>(
+        &self,
+        be: &B,
+        params: &BTensor<B>,
+        scratch: &BTensor<B>,
+        caches: &[StageCache<B>],
+        d_outputs: &[BTensor<B>],
+    ) -> BTensor<B> {
+        assert_eq!(d_outputs.len(), self.stages.len(), "one output gradient per stage");
+        let mut da = d_outputs[d_outputs.len() - 1].clone();
+        for (i, ((conv, norm), s)) in self.stages.iter().zip(caches).enumerate().rev() {
+            let dh = norm.backward(be, params, scratch, &s.h, &s.stats, &da);
+            let dx = be.empty(&s.x.shape);
+            be.conv2d_backward_input(&conv.geometry(&s.x.shape), &dh, &conv.weight.of(params), &dx);
+            if i == 0 {
+                return dx;
+            }
+            da = be.empty(&dx.shape);
+            be.add(&dx, &d_outputs[i - 1], &da);
+        }
+        unreachable!("a classifier has at least one stage")
     }
 
     /// Features and logits of digits x `[N, 1, 28, 28]` in [-1, 1].
     pub fn forward<B: Backend>(&self, be: &B, params: &BTensor<B>, x: &BTensor<B>) -> ClassifierOutput<B> {
-        assert_eq!(&x.shape[1..], [1, IMAGE_SIDE, IMAGE_SIDE], "classifier input must be [N, 1, 28, 28]");
         let n = x.dim(0);
-        let mut a = x.clone();
-        let mut stages = Vec::with_capacity(self.stages.len());
-        for (conv, norm) in &self.stages {
-            let h = conv.forward(be, params, &a);
-            let (next, stats) = norm.forward(be, params, &h);
-            stages.push(StageCache { x: a, h, stats });
-            a = next;
-        }
+        let (outputs, stages) = self.stage_activations(be, params, x);
+        let a = &outputs[outputs.len() - 1];
         // Global average pool: per-sample channel sums, scaled by 1 / (H W).
         let (c, area) = (a.dim(1), a.dim(2) * a.dim(3));
         let sums = be.empty(&[n, c]);
-        be.channel_sum(&a, &sums, true);
+        be.channel_sum(a, &sums, true);
         let pooled = be.empty(&[n, c]);
         be.scale_add(&filled(be, n, 1.0 / area as f32), &sums, &filled(be, n, 0.0), &sums, &pooled);
         let f1 = self.fc1.forward(be, params, &pooled);
@@ -205,9 +272,8 @@ pub struct Trainer<B: Backend> {
 }
 
 impl<B: Backend> Trainer<B> {
-    /// A new run from the Philox initialisation of `config.seed`.
-    pub fn new(be: &B, config: TrainConfig, data: &Mnist) -> Self {
-        let net = Classifier::new();
+    /// A new run of `net` from the Philox initialisation of `config.seed`.
+    pub fn new(be: &B, net: Classifier, config: TrainConfig, data: &Mnist) -> Self {
         let init = net.layout.init(config.seed);
         let len = net.layout.len;
         Trainer {
@@ -259,18 +325,19 @@ impl<B: Backend> Trainer<B> {
     }
 }
 
-/// Trains a classifier from scratch on `train` (all of `config.steps` steps), reading the loss
+/// Trains a classifier of `architecture` from scratch on `train` (all of `config.steps` steps), reading the loss
 /// back every `report_every` steps for `report(step, loss)` (0 never), then measures it on
 /// `test`. Returns the flat weights and what the weights file records about them.
 pub async fn train<B: Backend>(
     be: &B,
+    architecture: Architecture,
     config: TrainConfig,
     train: &Mnist,
     test: &Mnist,
     report_every: u32,
     mut report: impl FnMut(u32, f32),
 ) -> crate::Result<(Vec<f32>, super::weights::WeightsInfo)> {
-    let mut trainer = Trainer::new(be, config.clone(), train);
+    let mut trainer = Trainer::new(be, Classifier::new(architecture), config.clone(), train);
     for k in 0..config.steps {
         let loss = trainer.step(be);
         if report_every > 0 && ((k + 1) % report_every == 0 || k + 1 == config.steps) {
@@ -279,7 +346,7 @@ pub async fn train<B: Backend>(
     }
     let test_accuracy = accuracy(be, &trainer.net, &trainer.params, test).await?;
     let info = super::weights::WeightsInfo {
-        architecture: ARCHITECTURE.to_string(),
+        architecture: architecture.name.to_string(),
         test_accuracy,
         seed: config.seed,
         steps: config.steps,
@@ -334,7 +401,7 @@ mod tests {
     fn parameter_count() {
         // convs 160 + 4,640 + 9,248 + 18,496 + 36,928, norms 2 (16 + 32 + 32 + 64 + 64) = 416,
         // fc1 8,320, fc2 1,290.
-        assert_eq!(Classifier::new().layout.count(), 79_498);
+        assert_eq!(Classifier::fid().layout.count(), 79_498);
     }
 
     #[test]

@@ -181,7 +181,7 @@ impl<B: Backend> Evaluator<B> {
 
     /// Weights from the bytes of a safetensors file; `source` names it in error messages.
     pub fn from_safetensors(be: &B, bytes: &[u8], source: &str) -> Result<Self> {
-        let net = Classifier::new();
+        let net = Classifier::fid();
         let (flat, info) = weights::load(&net, bytes, source)?;
         let params = be.upload(&flat, &[flat.len()]);
         Ok(Evaluator { net, params, info })

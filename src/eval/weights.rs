@@ -10,16 +10,20 @@ use std::collections::BTreeMap;
 
 use safetensors::{Dtype, SafeTensors};
 
-use super::classifier::{Classifier, ARCHITECTURE};
+use super::classifier::Classifier;
 use crate::{Error, Result};
 
 /// The weights shipped with the library (trained by `cm train-classifier`).
 pub static SHIPPED: &[u8] = include_bytes!("../../assets/mnist-classifier.safetensors");
 
+/// The perceptual distance's network, shipped likewise (`cm train-classifier --network
+/// perceptual`).
+pub static PERCEPTUAL: &[u8] = include_bytes!("../../assets/mnist-perceptual.safetensors");
+
 /// What the metadata of a weights file records about its training.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WeightsInfo {
-    /// [`ARCHITECTURE`] of the network the weights belong to.
+    /// The [`super::classifier::Architecture`] name of the network the weights belong to.
     pub architecture: String,
     /// Fraction of the 10,000 MNIST test digits classified correctly.
     pub test_accuracy: f64,
@@ -76,9 +80,10 @@ pub fn load(net: &Classifier, bytes: &[u8], source: &str) -> Result<(Vec<f32>, W
         meta.get(key).ok_or_else(|| invalid(format!("metadata has no '{key}' (written by cm train-classifier)")))
     };
     let architecture = field("architecture")?.clone();
-    if architecture != ARCHITECTURE {
+    let expected_name = net.architecture.name;
+    if architecture != expected_name {
         return Err(invalid(format!(
-            "weights of architecture '{architecture}', but this classifier is '{ARCHITECTURE}'"
+            "weights of architecture '{architecture}', but this classifier is '{expected_name}'"
         )));
     }
     let number = |key: &str| -> Result<f64> {
@@ -94,7 +99,7 @@ pub fn load(net: &Classifier, bytes: &[u8], source: &str) -> Result<(Vec<f32>, W
 
     let expected: Vec<&str> = net.layout.params.iter().map(|p| p.name.as_str()).collect();
     if let Some(extra) = file.names().into_iter().find(|n| !expected.contains(n)) {
-        return Err(invalid(format!("unexpected tensor '{extra}' (not a parameter of {ARCHITECTURE})")));
+        return Err(invalid(format!("unexpected tensor '{extra}' (not a parameter of {expected_name})")));
     }
     let mut flat = vec![0.0f32; net.layout.len];
     for p in &net.layout.params {

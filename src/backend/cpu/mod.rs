@@ -168,6 +168,14 @@ impl Backend for CpuBackend {
         data_mut(dgamma).copy_from_slice(&dg);
         data_mut(dbeta).copy_from_slice(&db);
     }
+    fn channel_normalize(&self, x: &CpuTensor, y: &CpuTensor, r: &CpuTensor) {
+        let (n, c) = (x.dim(0), x.dim(1));
+        norm::channel_normalize(n, c, x.len() / (n * c), &data(x), &mut data_mut(y), &mut data_mut(r))
+    }
+    fn channel_normalize_backward(&self, x: &CpuTensor, r: &CpuTensor, dy: &CpuTensor, dx: &CpuTensor) {
+        let (n, c) = (x.dim(0), x.dim(1));
+        norm::channel_normalize_backward(n, c, x.len() / (n * c), &data(x), &data(r), &data(dy), &mut data_mut(dx))
+    }
     fn silu(&self, x: &CpuTensor, y: &CpuTensor) {
         elementwise::silu(&data(x), &mut data_mut(y))
     }

@@ -144,3 +144,37 @@ pub fn group_norm_backward(
         *db = sum_d as f32;
     }
 }
+
+/// Added to the channel norm before dividing (as in the shaders and LPIPS).
+const NORMALIZE_EPS: f64 = 1e-10;
+
+/// `y = x / (r + eps)` with `r[n, s] = ||x[n, :, s]||`, for x `[N, C, S]`.
+pub fn channel_normalize(n: usize, c: usize, s: usize, x: &[f32], y: &mut [f32], r: &mut [f32]) {
+    assert!(x.len() == n * c * s && y.len() == x.len() && r.len() == n * s, "channel_normalize: shapes");
+    for sample in 0..n {
+        for p in 0..s {
+            let at = |ch: usize| sample * c * s + ch * s + p;
+            let norm = (0..c).map(|ch| (x[at(ch)] as f64).powi(2)).sum::<f64>().sqrt();
+            for ch in 0..c {
+                y[at(ch)] = (x[at(ch)] as f64 / (norm + NORMALIZE_EPS)) as f32;
+            }
+            r[sample * s + p] = norm as f32;
+        }
+    }
+}
+
+/// `dx = dy / (r + eps) - x <x, dy> / (r (r + eps)^2)`, the gradient of [`channel_normalize`].
+pub fn channel_normalize_backward(n: usize, c: usize, s: usize, x: &[f32], r: &[f32], dy: &[f32], dx: &mut [f32]) {
+    assert!(x.len() == n * c * s && dy.len() == x.len() && dx.len() == x.len() && r.len() == n * s);
+    for sample in 0..n {
+        for p in 0..s {
+            let at = |ch: usize| sample * c * s + ch * s + p;
+            let dot: f64 = (0..c).map(|ch| x[at(ch)] as f64 * dy[at(ch)] as f64).sum();
+            let norm = r[sample * s + p] as f64;
+            let k = if norm > 0.0 { dot / (norm * (norm + NORMALIZE_EPS).powi(2)) } else { 0.0 };
+            for ch in 0..c {
+                dx[at(ch)] = (dy[at(ch)] as f64 / (norm + NORMALIZE_EPS) - x[at(ch)] as f64 * k) as f32;
+            }
+        }
+    }
+}

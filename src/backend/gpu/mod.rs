@@ -235,6 +235,12 @@ impl Backend for GpuBackend {
     ) {
         norm::group_norm_backward(self, groups, silu, dy, x, gamma, beta, stats, dx, dgamma, dbeta)
     }
+    fn channel_normalize(&self, x: &GpuTensor, y: &GpuTensor, r: &GpuTensor) {
+        norm::channel_normalize(self, x, y, r)
+    }
+    fn channel_normalize_backward(&self, x: &GpuTensor, r: &GpuTensor, dy: &GpuTensor, dx: &GpuTensor) {
+        norm::channel_normalize_backward(self, x, r, dy, dx)
+    }
     fn silu(&self, x: &GpuTensor, y: &GpuTensor) {
         elementwise::silu(self, x, y)
     }

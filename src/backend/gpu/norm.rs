@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{grid, kernel, GpuBackend, GpuTensor};
+use super::{grid, kernel, GpuBackend, GpuTensor, WORKGROUP};
 
 /// Added to the group variance before the square root (PyTorch's default; the CPU twin uses the same).
 const EPS: f32 = 1e-5;
@@ -127,4 +127,33 @@ pub fn group_norm_backward(
         &[dy, x, gamma, beta, stats, dgamma, dbeta],
         grid(c, 1),
     );
+}
+
+/// Mirrors `Params` in shaders/channel_normalize_*.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Normalize {
+    n: u32,
+    c: u32,
+    s: u32,
+}
+
+fn normalize_params(x: &GpuTensor, r: &GpuTensor) -> Normalize {
+    let (n, c) = (x.dim(0), x.dim(1));
+    let s = x.len() / (n * c);
+    assert_eq!(r.len(), n * s, "channel_normalize: r {:?} for x {:?}", r.shape, x.shape);
+    assert!(x.len() <= u32::MAX as usize, "channel_normalize: {} values exceed u32 indexing", x.len());
+    Normalize { n: n as u32, c: c as u32, s: s as u32 }
+}
+
+pub fn channel_normalize(be: &GpuBackend, x: &GpuTensor, y: &GpuTensor, r: &GpuTensor) {
+    assert_eq!(y.len(), x.len(), "channel_normalize: y {:?} for x {:?}", y.shape, x.shape);
+    let p = normalize_params(x, r);
+    be.dispatch(&kernel!("channel_normalize_forward"), &p, &[x, y, r], grid(r.len(), WORKGROUP));
+}
+
+pub fn channel_normalize_backward(be: &GpuBackend, x: &GpuTensor, r: &GpuTensor, dy: &GpuTensor, dx: &GpuTensor) {
+    assert!(dy.len() == x.len() && dx.len() == x.len(), "channel_normalize_backward: dy, dx for x {:?}", x.shape);
+    let p = normalize_params(x, r);
+    be.dispatch(&kernel!("channel_normalize_backward"), &p, &[x, r, dy, dx], grid(r.len(), WORKGROUP));
 }
