@@ -24,6 +24,8 @@
 //! - [`image`]: digits as gray levels and PNG grids.
 //! - [`checkpoint`]: a run's whole state in safetensors, checked on load.
 //! - [`eval`]: sample quality: the MNIST classifier (shipped weights), its FID and class histogram.
+//! - `figures` (native, with the `cli` feature): the paper's figures as PNG charts from recorded
+//!   runs' logs (`cm plot`).
 //! - [`bench`](mod@bench): kernel and network timings on any backend.
 //! - [`selftest`]: the GPU checked against the CPU twin wherever the engine runs (the page).
 
@@ -33,6 +35,8 @@ pub mod checkpoint;
 pub mod data;
 pub mod edit;
 pub mod eval;
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
+pub mod figures;
 pub mod gpu;
 pub mod image;
 pub mod model;

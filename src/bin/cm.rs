@@ -275,6 +275,16 @@ enum Command {
     /// safetensors: the MNIST-FID network (shipped as assets/mnist-classifier.safetensors) or
     /// the perceptual distance's (assets/mnist-perceptual.safetensors, `--network perceptual
     /// --seed 1`).
+    /// Draw the paper's figures (docs/figures/*.png) and their table from recorded runs'
+    /// logs (`scripts/paper-figures` records them in docs/figures/data).
+    Plot {
+        /// The logs: <run>.fid.csv files and results.csv.
+        #[arg(long, default_value = "docs/figures/data")]
+        data: PathBuf,
+        /// Where the PNG charts and table.md go.
+        #[arg(long, default_value = "docs/figures")]
+        out: PathBuf,
+    },
     TrainClassifier {
         /// Which network: fid or perceptual.
         #[arg(long, value_enum, default_value = "fid")]
@@ -347,6 +357,7 @@ fn run(cli: Cli) -> consistency::Result<()> {
             }
             Ok(())
         }
+        Command::Plot { data, out } => plot(&data, &out),
         Command::TrainClassifier { network, out, steps, batch, lr, seed, data, backend } => {
             let config = consistency::eval::classifier::TrainConfig { steps, batch, lr, seed };
             let architecture = match network {
@@ -679,6 +690,22 @@ fn sample<B: Backend>(be: &B, args: &SampleArgs) -> consistency::Result<()> {
         write_atomically(path, &bytes)?;
         eprintln!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+/// `cm plot`: every figure whose logs exist, and the table of their numbers.
+fn plot(data: &Path, out: &Path) -> consistency::Result<()> {
+    use consistency::figures;
+    std::fs::create_dir_all(out).map_err(|e| io_error(out, e))?;
+    for figure in figures::paper_figures(data)? {
+        let path = out.join(figure.file);
+        figures::draw(&figure, &path)?;
+        println!("{}: {}", path.display(), figure.title);
+    }
+    let table = figures::table(data)?;
+    let path = out.join("table.md");
+    std::fs::write(&path, &table).map_err(|e| io_error(&path, e))?;
+    println!("{}:\n{table}", path.display());
     Ok(())
 }
 
