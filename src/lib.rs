@@ -19,6 +19,8 @@
 //!   distances training can use.
 //! - [`train`]: consistency training (CT and improved CT), one recorded step at a time.
 //! - [`sample`]: one-step and multistep sampling.
+//! - [`views`]: what the page draws to show the idea: a digit's noise strip mapped back by f,
+//!   multistep sampling step by step, the schedule.
 //! - [`edit`]: zero-shot editing (Algorithm 4: inpainting, super-resolution), denoising,
 //!   interpolation and SDEdit, on a trained model.
 //! - [`image`]: digits as gray levels and PNG grids.
@@ -49,6 +51,7 @@ pub mod schedule;
 pub mod selftest;
 pub mod tensor;
 pub mod train;
+pub mod views;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

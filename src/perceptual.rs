@@ -36,6 +36,9 @@ pub struct PerceptualCache<B: Backend> {
     layers: Vec<Layer<B>>,
 }
 
+/// A stage's activation, its channel norms and the normalized activation.
+type Features<B> = (BTensor<B>, BTensor<B>, BTensor<B>);
+
 struct Layer<B: Backend> {
     activation: BTensor<B>,
     norms: BTensor<B>,
@@ -61,7 +64,7 @@ impl<B: Backend> Perceptual<B> {
     }
 
     /// Unit-normalized stage activations of x: (activation, norms, normalized) per stage.
-    fn features(&self, be: &B, x: &BTensor<B>) -> (Vec<(BTensor<B>, BTensor<B>, BTensor<B>)>, Vec<StageCache<B>>) {
+    fn features(&self, be: &B, x: &BTensor<B>) -> (Vec<Features<B>>, Vec<StageCache<B>>) {
         let (outputs, caches) = self.net.stage_activations(be, &self.params, x);
         let layers = outputs
             .into_iter()

@@ -246,11 +246,25 @@ pub(crate) fn refine_step<B: Backend>(
     first: usize,
     labels: &[Option<u8>],
 ) -> BTensor<B> {
+    let noised = renoise(be, x, tau, seed, stream, first);
+    model.forward(be, params, &noised, &vec![tau; x.dim(0)], labels).0
+}
+
+/// The noising half of a step of Algorithm 1: `x + sqrt(tau^2 - eps^2) z`, z from stream
+/// `stream` (x is a sample at eps, so this brings it to time tau).
+pub(crate) fn renoise<B: Backend>(
+    be: &B,
+    x: &BTensor<B>,
+    tau: f64,
+    seed: u64,
+    stream: u32,
+    first: usize,
+) -> BTensor<B> {
     let count = x.dim(0);
     let z = noise(be, &x.shape, seed, stream, first);
     let noised = be.empty(&x.shape);
     be.scale_add(&per_sample(be, count, 1.0), x, &per_sample(be, count, (tau * tau - EPS * EPS).sqrt()), &z, &noised);
-    model.forward(be, params, &noised, &vec![tau; count], labels).0
+    noised
 }
 
 /// Algorithm 1's loop from an x at the first time point: step s (tau = `time_points[s]`) draws

@@ -30,7 +30,7 @@ use crate::model::{Model, Preconditioning};
 use crate::nn::Widths;
 use crate::sample::Sampler;
 use crate::train::{LossKind, Objective, Recipe, RecipeKind, Trainer};
-use crate::{edit, image, sample, selftest, Error};
+use crate::{edit, image, sample, selftest, views, Error};
 
 /// Where WebGPU works, for every message about its absence.
 const WHERE_WEBGPU_WORKS: &str = "WebGPU works in Chrome or Edge 113+ on Windows, macOS and ChromeOS (on Linux \
@@ -138,9 +138,10 @@ pub async fn classify_digits(gray: Vec<u8>) -> Result<Vec<u8>, JsValue> {
 struct Settings {
     /// "tiny", "small", "base" or "C0,C1,C2".
     widths: String,
-    /// "improved" or "original".
+    /// "improved" or "original"; or, from the loaded run's diffusion teacher (a teacher run,
+    /// or a distilled run, which carries its teacher), "distill", "progressive" or "tuning".
     recipe: String,
-    /// "l2", "l1", "pseudo-huber", or absent for the recipe's own.
+    /// "l2", "l1", "pseudo-huber", "perceptual", or absent for the recipe's own.
     loss: Option<String>,
     total_steps: u32,
     batch: usize,
@@ -156,14 +157,24 @@ impl Settings {
         let kind = match self.recipe.as_str() {
             "improved" => RecipeKind::Improved,
             "original" => RecipeKind::Original,
-            other => return Err(Error::Invalid(format!("unknown recipe '{other}': improved or original"))),
+            "distill" => RecipeKind::Distillation { solver: crate::ode::Solver::Heun },
+            "progressive" => RecipeKind::Progressive,
+            "tuning" => RecipeKind::Tuning,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unknown recipe '{other}': improved, original, distill, progressive or tuning"
+                )))
+            }
         };
         let loss = match self.loss.as_deref() {
             None | Some("") => None,
             Some("l2") => Some(LossKind::L2),
             Some("l1") => Some(LossKind::L1),
             Some("pseudo-huber") => Some(LossKind::PseudoHuber),
-            Some(other) => return Err(Error::Invalid(format!("unknown loss '{other}': l2, l1 or pseudo-huber"))),
+            Some("perceptual") => Some(LossKind::Perceptual),
+            Some(other) => {
+                return Err(Error::Invalid(format!("unknown loss '{other}': l2, l1, pseudo-huber or perceptual")))
+            }
         };
         Ok(Recipe {
             kind,
@@ -279,12 +290,63 @@ impl<B: Backend> Session<B> {
             widths: self.saved.widths.0,
             parameters: self.model.net.layout.count(),
             recipe: config.describe(),
-            loss: checkpoint::metric_name(config.metric),
+            loss: config.distance.name(),
             batch: config.batch,
             discretization: config.discretization(step),
             mu: config.target_ema(step),
             has_data: self.data.is_some(),
         }
+    }
+
+    /// The diffusion teacher of the loaded run as a teacher checkpoint: the run itself if it is
+    /// one, or the teacher a distilled run carries.
+    fn teacher_checkpoint(&self) -> crate::Result<Checkpoint> {
+        if self.saved.config.objective == Objective::Denoising {
+            return Ok(self.saved.clone());
+        }
+        let Some(weights) = &self.saved.teacher else {
+            return Err(Error::Invalid(
+                "this recipe starts from a diffusion teacher: load a teacher run or the distilled model first".into(),
+            ));
+        };
+        let mut teacher =
+            Checkpoint::start(self.saved.widths, self.saved.classes, crate::train::TrainConfig::teacher(1));
+        teacher.states[2] = weights.clone();
+        Ok(teacher)
+    }
+
+    /// The live weights' view of one training digit's noise strip (see [`views::trajectory`]):
+    /// the noised digits, then f of each, as gray levels.
+    async fn trajectory(&mut self, index: usize, seed: u64, times: &[f64]) -> crate::Result<Vec<u8>> {
+        let data = self.data.as_ref().ok_or_else(|| Error::Invalid("MNIST is not loaded yet".into()))?;
+        let i = index % data.count;
+        let x0 = to_model_range(&data.images[i * 784..(i + 1) * 784]);
+        let params = self.sampling_weights().clone();
+        let (shown, mapped) = views::trajectory(&self.be, &self.model, &params, &x0, times, seed);
+        let mut gray = image::to_gray(&self.be.read(&shown).await?);
+        gray.extend(image::to_gray(&self.be.read(&mapped).await?));
+        Ok(gray)
+    }
+
+    /// Multistep sampling frame by frame ([`views::multistep_trace`]): captions and gray levels.
+    async fn multistep(
+        &mut self,
+        count: usize,
+        seed: u64,
+        options: &SampleOptions,
+    ) -> crate::Result<(Vec<String>, Vec<u8>)> {
+        if self.model.preconditioning != Preconditioning::Consistency {
+            return Err(Error::Invalid("step-by-step multistep sampling is for a consistency model".into()));
+        }
+        let params = self.sampling_weights().clone();
+        let frames =
+            views::multistep_trace(&self.be, &self.model, &params, count, &options.time_points, seed, options.digit)?;
+        let (mut captions, mut gray) = (Vec::new(), Vec::new());
+        for (caption, x) in frames {
+            captions.push(caption);
+            gray.extend(image::to_gray(&self.be.read(&x).await?));
+        }
+        Ok((captions, gray))
     }
 
     /// Starts the live trainer from the last good state, unless it is running already.
@@ -663,7 +725,15 @@ impl Studio {
         let config = settings.recipe().and_then(|r| r.config()).map_err(js_error)?;
         let classes = if settings.conditional { CLASSES } else { 0 };
         let mut engine = claim(&self.slot)?;
-        with_session!(&mut *engine, s => s.replace(Checkpoint::start(widths, classes, config)));
+        let start = if config.objective.needs_teacher() {
+            // From the loaded run's teacher, whose widths and classes the new run takes.
+            with_session!(&mut *engine, s => s.teacher_checkpoint())
+                .and_then(|teacher| Checkpoint::from_teacher(&teacher, config))
+                .map_err(js_error)?
+        } else {
+            Checkpoint::start(widths, classes, config)
+        };
+        with_session!(&mut *engine, s => s.replace(start));
         Ok(())
     }
 
@@ -762,6 +832,64 @@ impl Studio {
     /// strokes followed by the results.
     pub fn sdedit(&self, gray: Vec<u8>, t_start: f64, seed: u32) -> js_sys::Promise {
         bytes_call!(self, s => s.sdedit(&gray, t_start, seed as u64))
+    }
+
+    /// The consistency property, seen: training digit `index` noised to `count` times from eps
+    /// to T with one noise draw of `seed`, and the model's f(x_t, t) under each. Resolves to
+    /// `{ times, gray }`: the times and the gray levels of the noised digits (scaled for
+    /// display) followed by the mapped ones (`2 * count * 784` bytes).
+    pub fn trajectory(&self, index: u32, seed: u32, count: u32) -> js_sys::Promise {
+        on_engine(&self.slot, move |mut engine| async move {
+            let times = views::strip_times((count as usize).clamp(2, 32));
+            let gray = with_session!(&mut *engine, s => s.trajectory(index as usize, seed as u64, &times).await)
+                .map_err(js_error)?;
+            let out = js_sys::Object::new();
+            let list = js_sys::Array::new();
+            for t in &times {
+                list.push(&(*t).into());
+            }
+            js_sys::Reflect::set(&out, &"times".into(), &list)?;
+            js_sys::Reflect::set(&out, &"gray".into(), &js_sys::Uint8Array::from(&gray[..]))?;
+            Ok(out)
+        })
+    }
+
+    /// Multistep sampling (Algorithm 1) frame by frame for `count` digits of `seed` and the
+    /// sample options (`timePoints`, `digit`): the noise, f of it, then per time point the
+    /// re-noised digits and f of them. Resolves to `{ captions, gray }` (a frame of `count *
+    /// 784` bytes per caption).
+    pub fn multistep(&self, count: u32, seed: u32, options: JsValue) -> js_sys::Promise {
+        let options = match sample_options(options) {
+            Ok(options) => options,
+            Err(e) => return js_sys::Promise::reject(&js_error(e)),
+        };
+        on_engine(&self.slot, move |mut engine| async move {
+            let (captions, gray) =
+                with_session!(&mut *engine, s => s.multistep(count as usize, seed as u64, &options).await)
+                    .map_err(js_error)?;
+            let out = js_sys::Object::new();
+            let list = js_sys::Array::new();
+            for c in &captions {
+                list.push(&c.into());
+            }
+            js_sys::Reflect::set(&out, &"captions".into(), &list)?;
+            js_sys::Reflect::set(&out, &"gray".into(), &js_sys::Uint8Array::from(&gray[..]))?;
+            Ok(out)
+        })
+    }
+
+    /// The running recipe's schedule: `{ step, totalSteps, grid, steps, discretization, mu }`,
+    /// the Karras grid at the current step and N(k), mu(k) at 60 steps over K.
+    pub fn schedule(&self) -> Result<JsValue, JsValue> {
+        let mut engine = claim(&self.slot)?;
+        let view = with_session!(&mut *engine, s => {
+            let (config, step) = match &s.trainer {
+                Some(t) => (&t.config, t.step),
+                None => (&s.saved.config, s.saved.step),
+            };
+            views::schedule(config, step, 60)
+        });
+        serde_wasm_bindgen::to_value(&view).map_err(JsValue::from)
     }
 
     /// `count` digits along the spherical interpolation between the noises of two seeds.
