@@ -323,7 +323,8 @@ pub struct Recipe {
     /// Distillation from a class-conditional teacher: its classifier-free guidance weight.
     pub guidance: Option<f64>,
     pub batch: usize,
-    pub lr: f32,
+    /// Adam's learning rate; None: the recipe's own (2e-4, consistency tuning 1e-4).
+    pub lr: Option<f32>,
     pub seed: u64,
 }
 
@@ -397,10 +398,11 @@ impl Recipe {
             }
             config.label_dropout = p;
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return invalid(format!("the learning rate must be positive, got {}", self.lr));
+        let lr = self.lr.unwrap_or(config.lr);
+        if !(lr > 0.0 && lr.is_finite()) {
+            return invalid(format!("the learning rate must be positive, got {lr}"));
         }
-        Ok(TrainConfig { batch: self.batch, lr: self.lr, seed: self.seed, ..config })
+        Ok(TrainConfig { batch: self.batch, lr, seed: self.seed, ..config })
     }
 }
 

@@ -186,7 +186,7 @@ impl Settings {
             distill_n: None,
             guidance: None,
             batch: self.batch,
-            lr: self.lr,
+            lr: Some(self.lr),
             seed: self.seed,
         })
     }

@@ -10,7 +10,7 @@ use consistency::backend::Backend;
 use consistency::checkpoint::{Checkpoint, FORMAT};
 use consistency::model::Model;
 use consistency::nn::Widths;
-use consistency::train::{TrainConfig, Trainer};
+use consistency::train::{Distance, TrainConfig, Trainer};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 fn images() -> Vec<u8> {
@@ -46,8 +46,49 @@ fn a_checkpoint_round_trips_through_bytes() {
     let loaded = Checkpoint::from_bytes(&saved.to_bytes().unwrap()).unwrap();
     assert_eq!(loaded, saved);
     // The original recipe's EMA teacher (mu0) and its metric survive too.
-    let original = Checkpoint { config: TrainConfig { seed: 3, ..TrainConfig::original(100) }, ..saved };
+    let original = Checkpoint { config: TrainConfig { seed: 3, ..TrainConfig::original(100) }, ..saved.clone() };
     assert_eq!(Checkpoint::from_bytes(&original.to_bytes().unwrap()).unwrap(), original);
+    // The perceptual distance, consistency tuning, and progressive distillation (which
+    // carries its teacher) survive as well.
+    let perceptual = TrainConfig { distance: Distance::Perceptual, ..TrainConfig::improved(100) };
+    let tuning = TrainConfig { distance: Distance::Perceptual, ..TrainConfig::tuning(100) };
+    for config in [perceptual, tuning] {
+        let run = Checkpoint { config, ..saved.clone() };
+        assert_eq!(Checkpoint::from_bytes(&run.to_bytes().unwrap()).unwrap(), run);
+    }
+    let teacher = Checkpoint { config: TrainConfig::teacher(10), ..saved.clone() };
+    let progressive = Checkpoint::from_teacher(&teacher, TrainConfig::progressive(100)).unwrap();
+    assert!(progressive.teacher.is_some());
+    assert_eq!(Checkpoint::from_bytes(&progressive.to_bytes().unwrap()).unwrap(), progressive);
+    let tuned = Checkpoint::from_teacher(&teacher, TrainConfig::tuning(100)).unwrap();
+    assert!(tuned.teacher.is_none(), "tuning keeps no teacher: it is its own");
+    assert!(Checkpoint::from_teacher(&teacher, TrainConfig::improved(100)).is_err(), "CT starts from no teacher");
+}
+
+#[test]
+fn bad_progressive_and_tuning_metadata_is_refused() {
+    let be = cpu();
+    let trainer = new_trainer(&be, &config());
+    let saved = checkpoint(&be, &trainer);
+    let teacher = Checkpoint { config: TrainConfig::teacher(10), ..saved.clone() };
+    for (config, key, bad, expected) in [
+        (TrainConfig::progressive(100), "pd_teacher_steps", "12", "power-of-two"),
+        (TrainConfig::progressive(100), "pd_stage_steps", "0", "stage_steps >= 1"),
+        (TrainConfig::tuning(100), "ect_q", "1", "q > 1"),
+        (TrainConfig::tuning(100), "ect_stage_steps", "x", "'ect_stage_steps'"),
+    ] {
+        let run = Checkpoint::from_teacher(&teacher, config).unwrap();
+        let (_, header) = SafeTensors::read_metadata(&run.to_bytes().unwrap()).unwrap();
+        let mut meta = header.metadata().clone().unwrap();
+        meta.insert(key.into(), bad.into());
+        let tensors = SafeTensors::deserialize(&run.to_bytes().unwrap())
+            .unwrap()
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| (n, Dtype::F32, v.shape().to_vec(), v.data().to_vec()))
+            .collect::<Vec<Entry>>();
+        refused(&build(&tensors, meta), expected);
+    }
 }
 
 /// Six steps in one go, or three, a save to bytes, a load, and three more: the same losses and
@@ -217,7 +258,7 @@ fn a_distillation_checkpoint_carries_its_teacher() {
     use consistency::ode::Solver;
     let teacher = Checkpoint::start(Widths::TINY, 0, TrainConfig { seed: 2, ..TrainConfig::teacher(50) });
     let config = TrainConfig { seed: 4, ..TrainConfig::distillation(50, Solver::Euler) };
-    let run = Checkpoint::distill(&teacher, config.clone()).unwrap();
+    let run = Checkpoint::from_teacher(&teacher, config.clone()).unwrap();
     let bytes = run.to_bytes().unwrap();
     let back = Checkpoint::from_bytes(&bytes).unwrap();
     assert_eq!(back, run);
@@ -227,7 +268,7 @@ fn a_distillation_checkpoint_carries_its_teacher() {
     let error = Checkpoint::from_bytes(&without).unwrap_err().to_string();
     assert!(error.contains("missing tensor 'teacher."), "{error}");
     let not_a_teacher = Checkpoint::start(Widths::TINY, 0, config.clone());
-    let error = Checkpoint::distill(&not_a_teacher, config).unwrap_err().to_string();
+    let error = Checkpoint::from_teacher(&not_a_teacher, config).unwrap_err().to_string();
     assert!(error.contains("needs a diffusion teacher"), "{error}");
 }
 
@@ -248,10 +289,10 @@ fn a_conditional_checkpoint_round_trips() {
     if let consistency::train::Objective::Distillation { guidance, .. } = &mut distill.objective {
         *guidance = 3.0;
     }
-    let student = Checkpoint::distill(&run, distill.clone()).unwrap();
+    let student = Checkpoint::from_teacher(&run, distill.clone()).unwrap();
     assert_eq!(Checkpoint::from_bytes(&student.to_bytes().unwrap()).unwrap(), student);
     let plain_teacher = Checkpoint::start(Widths::TINY, 0, run.config.clone());
-    let error = Checkpoint::distill(&plain_teacher, distill).unwrap_err().to_string();
+    let error = Checkpoint::from_teacher(&plain_teacher, distill).unwrap_err().to_string();
     assert!(error.contains("class-conditional"), "{error}");
 
     let unconditional = Checkpoint::start(Widths::TINY, 0, run.config.clone());

@@ -167,7 +167,78 @@ fn a_teacher_trains_samples_by_its_solver_evaluates_and_is_distilled() {
         &["train", "--recipe", "distill", "--teacher", student, "--backend", "cpu", "--out", elsewhere],
         "needs a diffusion teacher",
     );
-    fails_with(&["train", "--recipe", "distill", "--backend", "cpu", "--out", elsewhere], "needs --teacher");
+    fails_with(&["train", "--recipe", "distill", "--backend", "cpu", "--out", elsewhere], "start from --teacher");
+
+    // Progressive distillation (stages of 2 steps: students of 8, 4, 2 and 1 Euler steps) and
+    // consistency tuning with the perceptual distance, from the same teacher, with FID logs.
+    let pd = dir.join("pd.safetensors");
+    let pd = pd.to_str().unwrap();
+    let text = succeeds(&[
+        "train",
+        "--recipe",
+        "progressive",
+        "--teacher",
+        out,
+        "--steps",
+        "8",
+        "--batch",
+        "4",
+        "--backend",
+        "cpu",
+        "--out",
+        pd,
+        "--fid-every",
+        "4",
+        "--fid-count",
+        "20",
+        "--loss-every",
+        "2",
+    ]);
+    assert!(text.contains("progressive distillation (from 16 Euler steps, 2 steps a stage)"), "{text}");
+    let log = std::fs::read_to_string(dir.join("pd.csv")).unwrap();
+    let students: Vec<&str> = log.lines().skip(1).map(|l| l.split(',').nth(2).unwrap()).collect();
+    assert_eq!(students, ["8", "4", "2", "1"], "the student halves its steps every stage: {log}");
+    let fid = std::fs::read_to_string(dir.join("pd.fid.csv")).unwrap();
+    assert!(fid.starts_with("step,fid,evaluations\n4,") && fid.lines().count() == 3, "{fid}");
+    let text = succeeds(&["eval", "--checkpoint", pd, "--count", "20", "--ode", "euler:1", "--backend", "cpu"]);
+    assert!(text.contains("euler, 1 steps (1 evaluations)"), "{text}");
+    let ect = dir.join("ect.safetensors");
+    let ect = ect.to_str().unwrap();
+    let text = succeeds(&[
+        "train",
+        "--recipe",
+        "tuning",
+        "--loss",
+        "perceptual",
+        "--teacher",
+        out,
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--backend",
+        "cpu",
+        "--out",
+        ect,
+    ]);
+    assert!(
+        text.contains("consistency tuning (q=2, 1 steps a stage) loss=perceptual") && text.contains("lr=0.0001"),
+        "{text}"
+    );
+    let text =
+        succeeds(&["sample", "--checkpoint", ect, "--count", "4", "--backend", "cpu", "--out", png.to_str().unwrap()]);
+    assert!(text.contains("4 samples, 1 step"), "{text}");
+    fails_with(
+        &["train", "--recipe", "progressive", "--teacher", out, "--loss", "l1", "--backend", "cpu", "--out", elsewhere],
+        "no loss, s0 or s1 to set",
+    );
+    fails_with(&["train", "--recipe", "tuning", "--backend", "cpu", "--out", elsewhere], "start from --teacher");
+
+    // cm plot draws the figures of a small fixed log.
+    let figures = dir.join("figures");
+    let text = succeeds(&["plot", "--data", "tests/fixtures/figures", "--out", figures.to_str().unwrap()]);
+    assert!(text.contains("a-cd-distance.png") && text.contains("| PD (1-step student) |"), "{text}");
+    assert!(figures.join("d-fid-vs-evaluations.png").metadata().unwrap().len() > 10_000);
     fails_with(
         &["sample", "--checkpoint", out, "--time-points", "0.8", "--backend", "cpu", "--out", png.to_str().unwrap()],
         "ODE solver",

@@ -40,7 +40,7 @@ fn recipe() -> Recipe {
         distill_n: None,
         guidance: None,
         batch: 8,
-        lr: 1e-3,
+        lr: Some(1e-3),
         seed: 5,
     }
 }
@@ -112,7 +112,7 @@ fn the_wasm_reference_matches_the_native_cpu_backend() {
     let text = std::fs::read_to_string(FIXTURE).expect("the fixture (UPDATE_REFERENCE=1 writes it)");
     let kept = parse(&text);
     assert_eq!(kept.iter().map(|l| &l.0).collect::<Vec<_>>(), now.iter().map(|l| &l.0).collect::<Vec<_>>());
-    let lr = recipe().lr as f64;
+    let lr = recipe().lr.expect("the fixture sets lr") as f64;
     for ((name, kept), (_, now)) in kept.iter().zip(&now) {
         assert_eq!(kept.len(), now.len(), "{name}: length");
         for (i, (k, n)) in kept.iter().zip(now).enumerate() {

@@ -163,6 +163,7 @@ async function refreshStatus() {
   run.objective = s.objective;
   run.guidance = s.guidance;
   compareButtons();
+  await drawSchedule();
   return s;
 }
 
@@ -258,6 +259,213 @@ function drawLossChart() {
   ctx.lineWidth = 1;
 }
 
+// ---- see the idea: the noise strip, multistep step by step, the schedule ------------------------
+
+const strip = { shown: false };
+
+// A training digit noised along a strip of times (top row) and f(x_t, t) under each (bottom row).
+// `quiet`: a live refresh while training, which leaves the buttons alone.
+async function showStrip(quiet = false) {
+  const index = Math.max(0, Math.min(59999, Math.round(Number($("strip-digit").value)) || 0));
+  const seed = Number($("strip-seed").value) >>> 0;
+  const count = Number($("strip-count").value);
+  const out = $("strip-status");
+  if (!quiet) $("strip-run").disabled = true;
+  try {
+    await loadMnist();
+    const { times, gray } = await engine.call("trajectory", index, seed, count);
+    const canvas = $("strip");
+    drawDigits(canvas, gray, count, 2);
+    const mapped = gray.subarray(count * PIXELS);
+    // How far f(x_t, t) strays from the digit: at t = eps, f returns x_eps = x + eps z, the
+    // digit itself to within a gray level. Measured up to t = 10, past which little of the
+    // digit is left in x_t.
+    const digit = mapped.subarray(0, PIXELS);
+    const distances = times.map((_, i) => {
+      let sum = 0;
+      for (let p = 0; p < PIXELS; p++) sum += ((mapped[i * PIXELS + p] - digit[p]) / 127.5) ** 2;
+      return sum / PIXELS;
+    });
+    const upTo10 = distances.filter((_, i) => times[i] <= 10);
+    const distance = upTo10.reduce((a, d) => a + d, 0) / upTo10.length;
+    const classes = Array.from(await bindings.classify_digits(mapped)).join("");
+    canvas.dataset.times = times.map((t) => t.toPrecision(3)).join(",");
+    canvas.dataset.classes = classes;
+    canvas.dataset.distance = distance.toFixed(4);
+    const s = await engine.call("status");
+    out.textContent =
+      `Top: training digit ${index} at t = ${times.map((t) => Number(t.toPrecision(2))).join(", ")}. ` +
+      `Bottom: f(x_t, t) of the run at step ${s.step}. The classifier reads the bottom row as ${classes}; ` +
+      `mean squared distance from the digit up to t = 10: ${distance.toFixed(3)} (0 is perfect consistency).`;
+    strip.shown = true;
+  } catch (error) {
+    out.textContent = `The strip failed: ${message(error)}`;
+  } finally {
+    if (!quiet) $("strip-run").disabled = engine === null;
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Algorithm 1 frame by frame: each frame is drawn a moment after the last.
+async function stepThrough() {
+  const points = $("trace-steps").value === "4" ? [8, 2, 0.5] : [0.8];
+  const seed = Number($("trace-seed").value) >>> 0;
+  const digit = $("sample-digit").value === "" ? undefined : Number($("sample-digit").value);
+  const count = 8;
+  const view = $("trace");
+  $("trace-run").disabled = true;
+  try {
+    const { captions, gray } = await engine.call("multistep", count, seed, { timePoints: points, digit });
+    view.replaceChildren();
+    view.dataset.frames = "0";
+    for (const [i, caption] of captions.entries()) {
+      const figure = document.createElement("figure");
+      const canvas = document.createElement("canvas");
+      canvas.className = "digits";
+      drawDigits(canvas, gray.subarray(i * count * PIXELS, (i + 1) * count * PIXELS), 2, 2);
+      const text = document.createElement("figcaption");
+      text.textContent = `${i + 1}. ${caption}`;
+      figure.append(canvas, text);
+      view.append(figure);
+      view.dataset.frames = String(i + 1);
+      await sleep(350);
+    }
+    view.dataset.captions = captions.join("|");
+  } catch (error) {
+    view.textContent = `Stepping through failed: ${message(error)}`;
+  } finally {
+    $("trace-run").disabled = engine === null;
+  }
+}
+
+// N(k) (blue, left axis) and mu(k) (orange, right axis) over the curriculum, the current step
+// marked, and the time grid at that step as ticks on a log axis of t.
+async function drawSchedule() {
+  const v = await engine.call("schedule");
+  const canvas = $("schedule");
+  const ctx = canvas.getContext("2d");
+  const { width, height } = canvas;
+  const style = getComputedStyle(document.body);
+  ctx.clearRect(0, 0, width, height);
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.fillStyle = style.color;
+  canvas.dataset.step = String(v.step);
+  canvas.dataset.grid = String(v.grid.length);
+  const pad = { left: 44, right: 44, top: 10 };
+  const chartBottom = height - 70;
+  const total = Math.max(1, v.totalSteps);
+  const px = (k) => pad.left + (Math.min(k, total) / total) * (width - pad.left - pad.right);
+  const nMax = Math.max(2, ...v.discretization);
+  const pyN = (n) => chartBottom - (n / nMax) * (chartBottom - pad.top);
+  const pyMu = (mu) => chartBottom - mu * (chartBottom - pad.top);
+  ctx.strokeStyle = "rgba(128,128,128,0.5)";
+  ctx.strokeRect(pad.left, pad.top, width - pad.left - pad.right, chartBottom - pad.top);
+  const line = (values, py, color) => {
+    ctx.strokeStyle = color;
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    v.steps.forEach((k, i) => (i ? ctx.lineTo(px(k), py(values[i])) : ctx.moveTo(px(k), py(values[i]))));
+    ctx.stroke();
+    ctx.lineWidth = 1;
+  };
+  if (v.discretization.some((n) => n > 0)) line(v.discretization, pyN, "#3b82f6");
+  line(v.mu, pyMu, "#f59e0b");
+  ctx.fillStyle = "#3b82f6";
+  ctx.fillText(`N(k) ${nMax}`, 2, pad.top + 10);
+  ctx.fillText("0", pad.left - 12, chartBottom);
+  ctx.fillStyle = "#f59e0b";
+  ctx.fillText("mu 1", width - pad.right + 4, pad.top + 10);
+  ctx.fillText("0", width - pad.right + 4, chartBottom);
+  ctx.fillStyle = style.color;
+  ctx.fillText(`step 0`, pad.left, chartBottom + 14);
+  ctx.fillText(`K = ${v.totalSteps}`, width - pad.right - 50, chartBottom + 14);
+  ctx.strokeStyle = "#dc2626";
+  ctx.beginPath();
+  ctx.moveTo(px(v.step), pad.top);
+  ctx.lineTo(px(v.step), chartBottom);
+  ctx.stroke();
+  // The grid on log t, eps .. T.
+  const axis = height - 30;
+  const pt = (t) => pad.left + (Math.log(t / EPS) / Math.log(T_MAX / EPS)) * (width - pad.left - pad.right);
+  ctx.strokeStyle = style.color;
+  ctx.beginPath();
+  ctx.moveTo(pt(EPS), axis);
+  ctx.lineTo(pt(T_MAX), axis);
+  for (const t of v.grid) {
+    ctx.moveTo(pt(t), axis - 6);
+    ctx.lineTo(pt(t), axis + 6);
+  }
+  ctx.stroke();
+  ctx.fillText(`t = ${EPS}`, pad.left, height - 6);
+  ctx.fillText(`${T_MAX}`, width - pad.right - 12, height - 6);
+  ctx.fillText(
+    v.grid.length ? `the time grid at step ${v.step}: N = ${v.grid.length} points` : "this recipe has no time grid",
+    width / 2 - 90,
+    height - 6,
+  );
+}
+
+// ---- the page's settings in its address --------------------------------------------------------
+
+// Every setting a person changes is mirrored into the query string, so that a link reproduces
+// what they see: the training settings, the sampling steps, count, digit and seed, and the
+// views' digit and seeds. Values equal to the page's defaults are left out.
+const URL_FIELDS = {
+  config: () => $("settings").elements.widths,
+  recipe: () => $("settings").elements.recipe,
+  loss: () => $("settings").elements.loss,
+  K: () => $("settings").elements.totalSteps,
+  batch: () => $("settings").elements.batch,
+  lr: () => $("settings").elements.lr,
+  seed: () => $("settings").elements.seed,
+  conditional: () => $("settings").elements.conditional,
+  steps: () => $("sample-steps"),
+  count: () => $("sample-count"),
+  digit: () => $("sample-digit"),
+  sampleSeed: () => $("sample-seed"),
+  stripDigit: () => $("strip-digit"),
+  stripSeed: () => $("strip-seed"),
+  stripCount: () => $("strip-count"),
+  traceSteps: () => $("trace-steps"),
+  traceSeed: () => $("trace-seed"),
+};
+
+function fieldValue(el) {
+  return el.type === "checkbox" ? (el.checked ? "1" : "0") : el.value;
+}
+
+function fieldDefault(el) {
+  if (el.type === "checkbox") return el.defaultChecked ? "1" : "0";
+  if (el.tagName === "SELECT") return ([...el.options].find((o) => o.defaultSelected) ?? el.options[0]).value;
+  return el.defaultValue;
+}
+
+// Applies the address's settings; a value a field cannot take is ignored.
+function readUrl() {
+  const query = new URLSearchParams(location.search);
+  for (const [name, field] of Object.entries(URL_FIELDS)) {
+    if (!query.has(name)) continue;
+    const el = field();
+    const value = query.get(name);
+    if (el.type === "checkbox") el.checked = value === "1" || value === "true";
+    else if (el.tagName === "SELECT") {
+      if ([...el.options].some((o) => o.value === value)) el.value = value;
+    } else if (value !== "" && Number.isFinite(Number(value))) el.value = value;
+  }
+}
+
+function writeUrl() {
+  const query = new URLSearchParams(location.search);
+  for (const [name, field] of Object.entries(URL_FIELDS)) {
+    const el = field();
+    if (fieldValue(el) === fieldDefault(el)) query.delete(name);
+    else query.set(name, fieldValue(el));
+  }
+  const search = query.toString();
+  history.replaceState(null, "", `${location.pathname}${search ? `?${search}` : ""}${location.hash}`);
+}
+
 // ---- sample -----------------------------------------------------------------------------------
 
 async function sample() {
@@ -337,6 +545,7 @@ async function preview() {
   const started = performance.now();
   const gray = await engine.call("sample", 16, 0, {});
   drawDigits($("train-samples"), gray, 4, 2);
+  if (strip.shown) await showStrip(true);
   train.lastPreview = performance.now();
   train.previewGap = Math.max(PREVIEW_SECONDS * 1000, 5 * (train.lastPreview - started));
 }
@@ -804,18 +1013,23 @@ async function start() {
   }
   drawLossChart();
   await refreshStatus();
-  for (const id of ["sample-run", "sample-next", "edit-run"]) $(id).disabled = false;
+  for (const id of ["sample-run", "sample-next", "edit-run", "strip-run", "trace-run"]) $(id).disabled = false;
   trainButtons();
   await sample();
   document.body.dataset.ready = "true";
 }
 
 function wire() {
+  readUrl();
+  for (const field of Object.values(URL_FIELDS)) field().addEventListener("change", writeUrl);
   $("sample-run").addEventListener("click", sample);
   $("sample-next").addEventListener("click", () => {
     $("sample-seed").value = (Number($("sample-seed").value) + 1) >>> 0;
+    writeUrl();
     sample();
   });
+  $("strip-run").addEventListener("click", () => showStrip());
+  $("trace-run").addEventListener("click", stepThrough);
   $("samples").addEventListener("click", pickSample);
   $("train-run").addEventListener("click", trainLoop);
   $("train-pause").addEventListener("click", () => {

@@ -126,8 +126,9 @@ struct TrainArgs {
     label_dropout: Option<f32>,
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    #[arg(long, default_value_t = 2e-4)]
-    lr: f32,
+    /// Adam's learning rate (default: the recipe's, 2e-4; consistency tuning 1e-4).
+    #[arg(long)]
+    lr: Option<f32>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// The checkpoint to write (and, with --resume, to continue from).
