@@ -72,6 +72,17 @@ async fn compute<B: Backend>(be: &B) -> crate::Result<Vec<(&'static str, Vec<f32
         out.push((name, values));
     }
 
+    // The perceptual distance's channel normalization and its backward.
+    let shape = [2, 24, 5, 7];
+    let len = 2 * 24 * 35;
+    let (features, dy) = (t(&inputs(len, 11), &shape), t(&inputs(len, 12), &shape));
+    let (normalized, norms, dx) = (be.empty(&shape), be.empty(&[2, 35]), be.empty(&shape));
+    be.channel_normalize(&features, &normalized, &norms);
+    be.channel_normalize_backward(&features, &norms, &dy, &dx);
+    let mut values = be.read(&normalized).await?;
+    values.extend(be.read(&dx).await?);
+    out.push(("channel normalize", values));
+
     // The classifier's softmax cross entropy and its gradient.
     let classes = 10;
     let logits = t(&inputs(rows * classes, 7).iter().map(|v| 4.0 * v).collect::<Vec<_>>(), &[rows, classes]);

@@ -222,7 +222,7 @@ fn a_teacher_trains_samples_by_its_solver_evaluates_and_is_distilled() {
         ect,
     ]);
     assert!(
-        text.contains("consistency tuning (q=2, 1 steps a stage) loss=perceptual") && text.contains("lr=0.0001"),
+        text.contains("consistency tuning (q=2, 1 steps a stage) loss=perceptual") && text.contains("lr=0.0002"),
         "{text}"
     );
     let text =

@@ -126,7 +126,7 @@ struct TrainArgs {
     label_dropout: Option<f32>,
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// Adam's learning rate (default: the recipe's, 2e-4; consistency tuning 1e-4).
+    /// Adam's learning rate (default: the recipe's, 2e-4).
     #[arg(long)]
     lr: Option<f32>,
     #[arg(long, default_value_t = 0)]
