@@ -36,7 +36,17 @@ pub struct Figure {
     pub y_label: &'static str,
     /// Evenly spaced powers of two on the x axis (network evaluations).
     pub log2_x: bool,
+    /// Where the legend goes: a corner the lines leave free.
+    pub legend: Corner,
     pub series: Vec<Series>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Corner {
+    UpperLeft,
+    UpperRight,
+    LowerLeft,
+    LowerRight,
 }
 
 fn invalid(m: String) -> Error {
@@ -103,7 +113,12 @@ pub fn draw(figure: &Figure, path: &Path) -> Result<()> {
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(match figure.legend {
+            Corner::UpperLeft => SeriesLabelPosition::UpperLeft,
+            Corner::UpperRight => SeriesLabelPosition::UpperRight,
+            Corner::LowerLeft => SeriesLabelPosition::LowerLeft,
+            Corner::LowerRight => SeriesLabelPosition::LowerRight,
+        })
         .label_font(("sans-serif", 13))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
@@ -165,7 +180,8 @@ pub fn results(path: &Path) -> Result<Vec<Measured>> {
         .map(|row| {
             let label = row.get("label").cloned().unwrap_or_default();
             Ok(Measured {
-                method: label.split(" (").next().unwrap_or_default().to_string(),
+                // `cm eval --csv` writes a label's commas as ';'.
+                method: label.split(" (").next().unwrap_or_default().replace(';', ","),
                 sampler: row.get("sampler").cloned().unwrap_or_default(),
                 evaluations: number(row, "evaluations", path)?,
                 fid: number(row, "fid", path)?,
@@ -191,8 +207,9 @@ pub fn paper_figures(data: &Path) -> Result<Vec<Figure>> {
             file: "a-cd-distance.png",
             title: "(a) CD (Heun, N = 18) by distance: 1-step FID over 500 steps".into(),
             x_label: "training step (tiny network, batch 32)",
-            y_label: "MNIST FID, 1 step (1,000 samples)",
+            y_label: "FID of 1,000 one-step samples",
             log2_x: false,
+            legend: Corner::LowerLeft,
             series: curves(&[
                 ("cd-l2", "l2"),
                 ("cd-l1", "l1"),
@@ -204,8 +221,9 @@ pub fn paper_figures(data: &Path) -> Result<Vec<Figure>> {
             file: "c-ct-schedule.png",
             title: "(c) CT: fixed N = 18, the N(k)/mu(k) schedule, improved CT (1,500 steps)".into(),
             x_label: "training step (tiny network, batch 32)",
-            y_label: "MNIST FID, 1 step (1,000 samples)",
+            y_label: "FID of 1,000 one-step samples",
             log2_x: false,
+            legend: Corner::LowerLeft,
             series: curves(&[
                 ("ct-n18", "CT, fixed N = 18"),
                 ("ct-nk", "CT, N(k) 2 -> 151, mu(k)"),
@@ -233,8 +251,9 @@ pub fn paper_figures(data: &Path) -> Result<Vec<Figure>> {
         file: "b-cd-solver-n.png",
         title: "(b) CD: teacher solver and grid size N, 1-step FID after 400 steps".into(),
         x_label: "N, points of the time grid",
-        y_label: "MNIST FID, 1 step (2,000 samples)",
+        y_label: "FID of 2,000 one-step samples",
         log2_x: false,
+        legend: Corner::UpperLeft,
         series: solver_lines,
     });
     // (d): FID against network evaluations, one line a method.
@@ -254,8 +273,9 @@ pub fn paper_figures(data: &Path) -> Result<Vec<Figure>> {
             file: "d-fid-vs-evaluations.png",
             title: "(d) MNIST-FID against network evaluations (tiny network; 1,000 steps a method)".into(),
             x_label: "network evaluations per sample",
-            y_label: "MNIST FID (5,000 samples)",
+            y_label: "FID of 5,000 samples",
             log2_x: true,
+            legend: Corner::UpperRight,
             series,
         });
     }
