@@ -1,16 +1,7 @@
 // Backward of channel_normalize_forward.wgsl: with y = x / (r + EPS), r = ||x|| over channels,
-//   dx = dy / (r + EPS) - x <x, dy> / (r (r + EPS)^2)      (the second term is 0 at r = 0).
-// One invocation per (sample, pixel), walking the C channels S apart.
+//   dx = dy / (r + EPS) - x <x, dy> / (r (r + EPS)^2)      (the second term is 0 at r = 0)
+// (channel_normalize_params.wgsl is appended).
 
-struct Params {
-    n: u32,
-    c: u32,
-    s: u32,
-}
-
-const EPS: f32 = 1e-10;
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> r: array<f32>;
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
@@ -18,11 +9,11 @@ const EPS: f32 = 1e-10;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let p = gid.x + gid.y * groups.x * 256u;
+    let p = pixel(gid, groups);
     if (p >= params.n * params.s) {
         return;
     }
-    let base = (p / params.s) * params.c * params.s + p % params.s;
+    let base = pixel_base(p);
     var dot = 0.0;
     for (var c = 0u; c < params.c; c++) {
         dot += x[base + c * params.s] * dy[base + c * params.s];

@@ -1,29 +1,20 @@
 // Unit-normalization across channels at every pixel, LPIPS's feature normalization
-// (consistency-models.md section 9): for x [N, C, S], with r[n, s] = ||x[n, :, s]||,
+// (consistency-models.md section 9): with r[n, s] = ||x[n, :, s]||,
 //   y[n, c, s] = x[n, c, s] / (r[n, s] + EPS), and r kept for the backward.
-// One invocation per (sample, pixel); it walks the C channels, which sit S apart in memory,
-// so neighbouring invocations read neighbouring addresses.
+// Neighbouring invocations are neighbouring pixels, so they read neighbouring addresses
+// (channel_normalize_params.wgsl is appended).
 
-struct Params {
-    n: u32,
-    c: u32,
-    s: u32,
-}
-
-const EPS: f32 = 1e-10;
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> r: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let p = gid.x + gid.y * groups.x * 256u;
+    let p = pixel(gid, groups);
     if (p >= params.n * params.s) {
         return;
     }
-    let base = (p / params.s) * params.c * params.s + p % params.s;
+    let base = pixel_base(p);
     var sq = 0.0;
     for (var c = 0u; c < params.c; c++) {
         let v = x[base + c * params.s];

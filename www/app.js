@@ -220,15 +220,21 @@ async function loadDistilled() {
   await loadRun(await fetchWithProgress(DISTILLED, $("load-model")), "the distilled model");
 }
 
-function drawLossChart() {
-  const canvas = $("loss-chart");
-  canvas.dataset.points = JSON.stringify(train.losses);
+// A cleared chart canvas, its text set up in the page's colour.
+function blankChart(canvas) {
   const ctx = canvas.getContext("2d");
   const { width, height } = canvas;
   const style = getComputedStyle(document.body);
   ctx.clearRect(0, 0, width, height);
   ctx.font = "11px system-ui, sans-serif";
   ctx.fillStyle = style.color;
+  return { ctx, width, height, style };
+}
+
+function drawLossChart() {
+  const canvas = $("loss-chart");
+  canvas.dataset.points = JSON.stringify(train.losses);
+  const { ctx, width, height, style } = blankChart(canvas);
   const points = train.losses.filter(([, loss]) => loss > 0);
   if (points.length < 2) {
     ctx.fillText("the loss curve appears here while training", 12, height / 2);
@@ -344,12 +350,7 @@ async function stepThrough() {
 async function drawSchedule() {
   const v = await engine.call("schedule");
   const canvas = $("schedule");
-  const ctx = canvas.getContext("2d");
-  const { width, height } = canvas;
-  const style = getComputedStyle(document.body);
-  ctx.clearRect(0, 0, width, height);
-  ctx.font = "11px system-ui, sans-serif";
-  ctx.fillStyle = style.color;
+  const { ctx, width, height, style } = blankChart(canvas);
   canvas.dataset.step = String(v.step);
   canvas.dataset.grid = String(v.grid.length);
   const pad = { left: 44, right: 44, top: 10 };

@@ -129,7 +129,7 @@ pub fn group_norm_backward(
     );
 }
 
-/// Mirrors `Params` in shaders/channel_normalize_*.wgsl.
+/// Mirrors `Params` in shaders/channel_normalize_params.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Normalize {
@@ -149,11 +149,21 @@ fn normalize_params(x: &GpuTensor, r: &GpuTensor) -> Normalize {
 pub fn channel_normalize(be: &GpuBackend, x: &GpuTensor, y: &GpuTensor, r: &GpuTensor) {
     assert_eq!(y.len(), x.len(), "channel_normalize: y {:?} for x {:?}", y.shape, x.shape);
     let p = normalize_params(x, r);
-    be.dispatch(&kernel!("channel_normalize_forward"), &p, &[x, y, r], grid(r.len(), WORKGROUP));
+    be.dispatch(
+        &kernel!("channel_normalize_forward", with "channel_normalize_params"),
+        &p,
+        &[x, y, r],
+        grid(r.len(), WORKGROUP),
+    );
 }
 
 pub fn channel_normalize_backward(be: &GpuBackend, x: &GpuTensor, r: &GpuTensor, dy: &GpuTensor, dx: &GpuTensor) {
     assert!(dy.len() == x.len() && dx.len() == x.len(), "channel_normalize_backward: dy, dx for x {:?}", x.shape);
     let p = normalize_params(x, r);
-    be.dispatch(&kernel!("channel_normalize_backward"), &p, &[x, r, dy, dx], grid(r.len(), WORKGROUP));
+    be.dispatch(
+        &kernel!("channel_normalize_backward", with "channel_normalize_params"),
+        &p,
+        &[x, r, dy, dx],
+        grid(r.len(), WORKGROUP),
+    );
 }
