@@ -1,5 +1,5 @@
 // Unit-normalization across channels at every pixel, LPIPS's feature normalization
-// (consistency-models.md section 9): with r[n, s] = ||x[n, :, s]||,
+// (docs/paper.md#the-perceptual-distance): with r[n, s] = ||x[n, :, s]||,
 //   y[n, c, s] = x[n, c, s] / (r[n, s] + EPS), and r kept for the backward.
 // Neighbouring invocations are neighbouring pixels, so they read neighbouring addresses
 // (channel_normalize_params.wgsl is appended).

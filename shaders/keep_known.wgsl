@@ -1,4 +1,4 @@
-// The projection step of zero-shot editing (consistency-models.md, section 7, Algorithm 4):
+// The projection step of zero-shot editing (docs/paper.md#zero-shot-editing-algorithm-4):
 // x <- A^-1[ (A y) (1 - Omega) + (A x) Omega ] for the transforms MNIST editing needs. A is an
 // orthonormal transform of each p x p tile whose first coordinate is the tile mean, and the
 // known part (1 - Omega, here `keep`) is that mean alone, so the projection moves each kept

@@ -1,5 +1,5 @@
-//! Zero-shot editing with a trained consistency model, `consistency-models.md` section 7
-//! ("Zero-shot editing (Algorithm 4)"): inpainting and super-resolution through Algorithm 4,
+//! Zero-shot editing with a trained consistency model, `docs/paper.md` section 7
+//! (`docs/paper.md#zero-shot-editing-algorithm-4`): inpainting and super-resolution through Algorithm 4,
 //! denoising, interpolation between two noises, and SDEdit-style editing of rough strokes. No
 //! edit needs training of its own: each is a few evaluations of `f` with noise in between.
 //!

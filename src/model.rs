@@ -1,5 +1,5 @@
 //! The reference U-Net wrapped in a preconditioning: `out(x, t) = c_skip(t) x + c_out(t)
-//! F(c_in(t) x, c_noise(t))`. Two choices of coefficients (`consistency-models.md`):
+//! F(c_in(t) x, c_noise(t))`. Two choices of coefficients (`docs/paper.md`):
 //! - the consistency function of section 2, where `c_skip(eps) = 1` and `c_out(eps) = 0`
 //!   exactly, so the boundary condition `f(x, eps) = x` holds exactly, whatever the weights;
 //! - the EDM denoiser of section 4 (the diffusion teacher), `D(x, t)`, an estimate of

@@ -1,4 +1,4 @@
-//! The probability-flow ODE of `consistency-models.md` section 1, `dx/dt = (x - D(x, t)) / t`,
+//! The probability-flow ODE of `docs/paper.md` section 1, `dx/dt = (x - D(x, t)) / t`,
 //! its Euler and Heun steps, and the diffusion teacher's deterministic sampler on the Karras
 //! grid: the baseline a consistency model is measured against (section 8), and the solver step
 //! of consistency distillation (section 4).

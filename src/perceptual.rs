@@ -1,4 +1,4 @@
-//! A perceptual distance for digits: the LPIPS recipe of `consistency-models.md` section 9 on
+//! A perceptual distance for digits: the LPIPS recipe of `docs/paper.md#the-perceptual-distance` on
 //! a small MNIST classifier of our own ([`Architecture::PERCEPTUAL`], weights shipped in
 //! `assets/mnist-perceptual.safetensors` and embedded). For images x and y,
 //!

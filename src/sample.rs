@@ -1,4 +1,4 @@
-//! Sampling, `consistency-models.md` section 3: one step from pure noise at T, or Algorithm 1's
+//! Sampling, `docs/paper.md#sampling-algorithm-1`: one step from pure noise at T, or Algorithm 1's
 //! multistep refinement at chosen time points. Seeded: the same seed gives the same digits on
 //! every backend, for any batch size (each sample's noise depends only on its own index).
 //!

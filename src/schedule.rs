@@ -3,7 +3,7 @@
 //! original and the improved consistency training, the choice of noise level n, the loss weighting
 //! and the pseudo-Huber constant. Per-step values computed here are passed to the kernels.
 //!
-//! Section names are those of `shared/docs/consistency-models.md`, which follows Song et al.,
+//! Section numbers are those of `docs/paper.md` (its table maps each to a heading), which follows Song et al.,
 //! "Consistency Models" (2023) and Song & Dhariwal, "Improved Techniques for Training Consistency
 //! Models" (2023).
 
@@ -400,7 +400,7 @@ mod tests {
         assert_eq!(schedule.target_ema(0), 0.0);
         assert_eq!(schedule.target_ema(5000), 0.0);
 
-        // The 12,000-step run of shared/docs/recipes.md: s1 = 160, K' = 12000 / 5 = 2400.
+        // The 12,000-step run of docs/results.md (independent implementation): s1 = 160, K' = 12000 / 5 = 2400.
         let schedule = CtSchedule { kind: CtKind::Improved { s0: 10, s1: 160 }, total_steps: 12_000 };
         let stages: Vec<usize> = [0, 2400, 4800, 7200, 9600, 11_999].map(|k| schedule.discretization(k)).to_vec();
         assert_eq!(stages, [11, 21, 41, 81, 161, 161]);

@@ -1,4 +1,4 @@
-//! Consistency training, `consistency-models.md` section 5 (Algorithm 3), with the improved-CT
+//! Consistency training, `docs/paper.md` section 5 (Algorithm 3), with the improved-CT
 //! switches of section 6. One call of [`Trainer::step`] records a whole step on the backend:
 //! minibatch gather, noise injection, both forward passes, loss, backward, Adam, and both EMA
 //! updates. Nothing is read back; the caller reads the returned loss when it wants to.
@@ -124,7 +124,7 @@ impl TrainConfig {
     /// Improved consistency training (section 6), the default recipe: pseudo-Huber loss with
     /// c = 0.00054 sqrt(784), lambda = 1/(t_{n+1} - t_n), lognormal n, the exponential curriculum
     /// from 11 to 161 grid points over `total_steps`, and mu = 0. Ending at s1 = 160 rather than
-    /// the paper's 1280 suits runs of a few thousand steps (`shared/docs/recipes.md`).
+    /// the paper's 1280 suits runs of a few thousand steps (`docs/results.md#recipes-compared`).
     pub fn improved(total_steps: u32) -> Self {
         TrainConfig {
             schedule: CtSchedule { kind: CtKind::Improved { s0: 10, s1: 160 }, total_steps },
@@ -167,9 +167,9 @@ impl TrainConfig {
         TrainConfig { objective, ..Self::original(total_steps) }
     }
 
-    /// Consistency tuning (section 11) as in `shared/docs/recipes.md`: q = 2, five stages over
-    /// `total_steps`, pseudo-Huber over (t - r); Adam at 2e-4 like every recipe here (recipes.md
-    /// tuned at 1e-4; 2e-4 is what the comparisons in README measured).
+    /// Consistency tuning (section 11, `docs/paper.md#consistency-tuning-ect`): q = 2, five stages over
+    /// `total_steps`, pseudo-Huber over (t - r); Adam at 2e-4 like every recipe here (an independent
+    /// run tuned at 1e-4; 2e-4 is what the comparisons in docs/results.md measured).
     pub fn tuning(total_steps: u32) -> Self {
         let objective = Objective::Tuning { q: 2.0, stage_steps: total_steps.div_ceil(5).max(1) };
         TrainConfig { objective, distance: pseudo_huber(), ..Self::original(total_steps) }

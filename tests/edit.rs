@@ -1,4 +1,4 @@
-//! Zero-shot editing (`consistency-models.md` section 7): every edit on the GPU equals the CPU;
+//! Zero-shot editing (`docs/paper.md#zero-shot-editing-algorithm-4`): every edit on the GPU equals the CPU;
 //! inpainting keeps the known pixels bit for bit; super-resolution keeps the low-resolution
 //! image; with nothing known Algorithm 4 is sampling; denoising at eps is the identity;
 //! interpolation ends at the one-step samples of its seeds; bad arguments are refused. Random

@@ -1,4 +1,4 @@
-//! The consistency parameterization around the network (`consistency-models.md`, section 2).
+//! The consistency parameterization around the network (`docs/paper.md`, section 2).
 
 mod common;
 

@@ -60,7 +60,7 @@ impl Conv2d {
 }
 
 /// Sample distance `d(x, y)` of a consistency loss, per sample over its `D` values
-/// (`consistency-models.md`, sections 5 and 6).
+/// (`docs/paper.md`, sections 5 and 6: #consistency-training-algorithm-3, #improved-consistency-training).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Metric {
     /// Mean of squared differences.
@@ -187,7 +187,7 @@ pub trait Backend {
         dgamma: &BTensor<Self>,
         dbeta: &BTensor<Self>,
     );
-    /// LPIPS's feature normalization (`consistency-models.md` section 9): x `[N, C, S]` divided
+    /// LPIPS's feature normalization (`docs/paper.md#the-perceptual-distance`): x `[N, C, S]` divided
     /// at every (sample, pixel) by its norm across channels, `y = x / (||x[n, :, s]|| + 1e-10)`;
     /// the norms go to r `[N, S]` for the backward.
     fn channel_normalize(&self, x: &BTensor<Self>, y: &BTensor<Self>, r: &BTensor<Self>);
@@ -229,7 +229,7 @@ pub trait Backend {
         y: &BTensor<Self>,
         out: &BTensor<Self>,
     );
-    /// The projection of zero-shot editing (`consistency-models.md` section 7, Algorithm 4),
+    /// The projection of zero-shot editing (`docs/paper.md#zero-shot-editing-algorithm-4`),
     /// `x <- A^-1[(A y)(1 - Omega) + (A x) Omega]`, for A an orthonormal transform of each
     /// `patch` x `patch` tile whose first coordinate is the tile mean and the known coordinates
     /// `1 - Omega` that mean alone: where `keep > 0.5`, `out = x + (mean_p(y) - mean_p(x))`

@@ -45,7 +45,7 @@ impl Architecture {
     };
 
     /// The network whose activations give the perceptual distance of training
-    /// (`crate::perceptual`, `consistency-models.md` section 9). It differs from [`Self::FID`]
+    /// (`crate::perceptual`, `docs/paper.md#the-perceptual-distance`). It differs from [`Self::FID`]
     /// on purpose, so that training on its features never optimizes the evaluation's own:
     /// other widths (24/48/96 channels), four stages instead of five (its deepest features are
     /// 7x7, not 4x4), 64 features, and its own seed and training run.

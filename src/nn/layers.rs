@@ -8,7 +8,7 @@
 use super::params::{Init, Param, ParamLayout};
 use crate::backend::{BTensor, Backend, Conv2d};
 
-/// GroupNorm uses this many groups everywhere (reference-unet.md).
+/// GroupNorm uses this many groups everywhere (`docs/paper.md#the-reference-network`).
 pub const GROUPS: usize = 8;
 
 /// 2-D convolution with bias, 'same' padding, kernel 1 or 3, stride 1 or 2.
@@ -187,7 +187,7 @@ pub struct ResBlockCache<B: Backend> {
 }
 
 /// `h = Conv3x3(SiLU(GN(x))); h += Linear(temb) per channel; h = Conv3x3(SiLU(GN(h)));
-/// out = h + (x or Conv1x1(x))` (reference-unet.md).
+/// out = h + (x or Conv1x1(x))` (`docs/paper.md#the-reference-network`).
 pub struct ResBlock {
     pub norm1: NormSilu,
     pub conv1: Conv,

@@ -1,4 +1,4 @@
-//! The reference network F of `shared/docs/reference-unet.md`: a small U-Net over 28x28 digits
+//! The reference network F of `docs/paper.md#the-reference-network`: a small U-Net over 28x28 digits
 //! with a sinusoidal time embedding, two downsamplings, and skip connections by channel
 //! concatenation. Forward and backward are written out by hand, in the order they run.
 
@@ -122,7 +122,7 @@ fn sum<B: Backend>(be: &B, a: &BTensor<B>, b: &BTensor<B>) -> BTensor<B> {
 }
 
 impl UNet {
-    /// The unconditional network of reference-unet.md.
+    /// The unconditional network of `docs/paper.md#the-reference-network`.
     pub fn new(widths: Widths) -> Self {
         Self::with_classes(widths, 0)
     }
@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn parameter_counts_match_the_reference() {
-        // reference-unet.md: small 175,761; base 698,657.
+        // docs/paper.md#the-reference-network: small 175,761; base 698,657.
         assert_eq!(UNet::new(Widths::SMALL).layout.count(), 175_761);
         assert_eq!(UNet::new(Widths::BASE).layout.count(), 698_657);
     }
