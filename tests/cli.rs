@@ -70,6 +70,36 @@ fn train_resume_sample_and_eval_from_the_command_line() {
         "{report}"
     );
     assert!(report.lines().any(|l| l.starts_with("| t | 6 |")), "{report}");
+    // Legibility beside the FID: the share read with p >= 0.9 and each digit's share.
+    assert!(report.contains("legible") && report.contains("shares % 0:"), "{report}");
+
+    // `cm eval --csv`: a header and a row per sampler, with legibility and the ten shares; a
+    // file of another header is refused rather than appended to.
+    let csv = dir.join("eval.csv");
+    let csv_s = csv.to_str().unwrap();
+    succeeds(&["eval", "--checkpoint", out, "--count", "20", "--backend", "cpu", "--markdown", "t", "--csv", csv_s]);
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = rows.lines().collect();
+    assert_eq!(lines[0], "label,sampler,evaluations,fid,legible,class_entropy,shares,count,seconds", "{rows}");
+    assert_eq!(lines.len(), 3, "{rows}");
+    let fields: Vec<&str> = lines[1].split(',').collect();
+    let legible: f64 = fields[4].parse().unwrap();
+    assert!((0.0..=1.0).contains(&legible), "{rows}");
+    let shares: Vec<f64> = fields[6].split(';').map(|s| s.parse().unwrap()).collect();
+    assert_eq!(shares.len(), 10, "{rows}");
+    assert!((shares.iter().sum::<f64>() - 100.0).abs() < 0.1, "{rows}");
+    let other = dir.join("other.csv");
+    std::fs::write(&other, "label,sampler,evaluations,fid,class_entropy,count,seconds\n").unwrap();
+    fails_with(
+        &["eval", "--checkpoint", out, "--count", "20", "--backend", "cpu", "--csv", other.to_str().unwrap()],
+        "not a `cm eval --csv` file of this version",
+    );
+
+    // A segment of a longer run: --max-minutes 0 stops after one step with a checkpoint, far
+    // short of --steps, and `cm info --checkpoint` reads the step back.
+    let log = succeeds(&[&train[..], &["--steps", "100", "--resume", "--max-minutes", "0"]].concat());
+    assert!(log.contains("step 7 of 100"), "{log}");
+    assert!(succeeds(&["info", "--checkpoint", out]).contains(": step 7, Widths([8, 16, 16])"));
 }
 
 #[test]
@@ -92,6 +122,10 @@ fn bad_input_gets_a_clear_error() {
     fails_with(
         &["train", "--data", "/nonexistent", "--backend", "cpu", "--out", fresh.to_str().unwrap()],
         "/nonexistent",
+    );
+    fails_with(
+        &["train", "--resume", "--backend", "cpu", "--out", fresh.to_str().unwrap()],
+        "does not exist, so there is no run to continue",
     );
     fails_with(&["train", "--s0", "5", "--s1", "2", "--backend", "cpu", "--out", fresh.to_str().unwrap()], "s0 <= s1");
 }
@@ -199,7 +233,7 @@ fn a_teacher_trains_samples_by_its_solver_evaluates_and_is_distilled() {
     let students: Vec<&str> = log.lines().skip(1).map(|l| l.split(',').nth(2).unwrap()).collect();
     assert_eq!(students, ["8", "4", "2", "1"], "the student halves its steps every stage: {log}");
     let fid = std::fs::read_to_string(dir.join("pd.fid.csv")).unwrap();
-    assert!(fid.starts_with("step,fid,evaluations\n4,") && fid.lines().count() == 3, "{fid}");
+    assert!(fid.starts_with("step,fid,legible,evaluations\n4,") && fid.lines().count() == 3, "{fid}");
     let text = succeeds(&["eval", "--checkpoint", pd, "--count", "20", "--ode", "euler:1", "--backend", "cpu"]);
     assert!(text.contains("euler, 1 steps (1 evaluations)"), "{text}");
     let ect = dir.join("ect.safetensors");

@@ -399,6 +399,39 @@ fn class_entropy_bounds() {
     assert_eq!(eval::class_histogram(&[1, 1, 9]), [0, 2, 0, 0, 0, 0, 0, 0, 0, 1]);
 }
 
+#[test]
+fn legibility_counts_confident_readings() {
+    // Equal logits: every digit at 0.1; one logit 5 above nine equal ones: e^5 / (e^5 + 9).
+    let mut logits = vec![0.0f32; 20];
+    logits[13] = 5.0;
+    let top = classifier::top_probability_rows(&logits);
+    assert!((top[0] - 0.1).abs() < 1e-6, "{top:?}");
+    let expected = 5f32.exp() / (5f32.exp() + 9.0);
+    assert!((top[1] - expected).abs() < 1e-6, "{top:?}");
+    // Shifting every logit of a row changes nothing (the softmax is computed stably).
+    let shifted: Vec<f32> = logits.iter().map(|z| z + 80.0).collect();
+    assert_eq!(classifier::top_probability_rows(&shifted), top);
+    assert_eq!(eval::legible_share(&[0.95, 0.5, 0.9, 0.89]), 0.5);
+    assert_eq!(eval::legible_share(&[]), 0.0);
+}
+
+#[test]
+fn digit_shares_flag_a_missing_or_dominant_digit() {
+    let classified = eval::Classified {
+        features: vec![0.0; 0],
+        classes: (0..100).map(|i| if i < 25 { 1 } else { (i % 10) as u8 }).collect(),
+        confidence: vec![1.0; 100],
+    };
+    let histogram = eval::class_histogram(&classified.classes);
+    let quality = eval::Quality { count: 100, fid: 0.0, class_histogram: histogram, class_entropy: 0.0, legible: 1.0 };
+    let shares = quality.shares();
+    assert!((shares.iter().sum::<f64>() - 100.0).abs() < 1e-9);
+    // Digit 1 holds 25 + 7 of 100; the others 7 or 8 each (inside 6-14%).
+    assert_eq!(shares[1], 32.0);
+    assert_eq!(quality.unbalanced_digits(), vec![1]);
+    assert!(quality.shares_text().contains("1:32.0!") && quality.shares_text().contains("0:7.0 "));
+}
+
 /// The evaluator on a small subset, on the GPU and the CPU: the same classes, FID near each other,
 /// and a set compared with itself at FID ~0.
 #[test]
@@ -422,6 +455,8 @@ fn quality_of_test_digits_against_themselves() {
     let off: usize = q.class_histogram.iter().zip(&labels).map(|(a, b)| a.abs_diff(*b)).sum();
     assert!(off <= 12, "{:?} vs labels {labels:?}", q.class_histogram);
     assert!(q.class_entropy > 2.2 && q.class_entropy <= 10f64.ln() + 1e-12);
+    // Real digits are read as digits: the classifier is sure of nearly all of them.
+    assert!(q.legible > 0.95, "legible share of real test digits {}", q.legible);
 
     let g = gpu();
     let ev_gpu = Evaluator::shipped(&g).unwrap();

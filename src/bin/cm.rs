@@ -145,6 +145,11 @@ struct TrainArgs {
     /// Write the checkpoint every this many steps (and at the end).
     #[arg(long, default_value_t = 250)]
     checkpoint_every: u32,
+    /// Stop cleanly after this many minutes of training, with a checkpoint, even before
+    /// --steps: a session with a deadline ends its segment of a longer run (scripts/continue-run)
+    /// and the next one continues it with --resume.
+    #[arg(long)]
+    max_minutes: Option<f64>,
     /// Measure the MNIST-FID of the sampling EMA every this many steps (0: never), one-step
     /// samples for a consistency model and the current student's steps for a progressive
     /// distillation, into <out>.fid.csv: the curves of "FID over training".
@@ -247,8 +252,12 @@ enum Command {
     Train(TrainArgs),
     /// Digits from a checkpoint: one step from noise, or more with --time-points.
     Sample(SampleArgs),
-    /// Show the GPU adapter wgpu picks and the network sizes.
-    Info,
+    /// Show the GPU adapter wgpu picks and the network sizes, or what a checkpoint holds.
+    Info {
+        /// Instead: a checkpoint's step, widths and recipe (no GPU needed).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
     /// Benchmark: GFLOP/s of the convolution kernels (forward and both backwards), and for each
     /// width config the time of a network forward + backward, of a consistency-training step,
     /// and of one-step and two-step sampling.
@@ -333,7 +342,12 @@ fn run(cli: Cli) -> consistency::Result<()> {
             BackendChoice::Gpu => sample(&working_gpu()?, &args),
             BackendChoice::Cpu => sample(&CpuBackend::new(), &args),
         },
-        Command::Info => {
+        Command::Info { checkpoint: Some(path) } => {
+            let saved = load_checkpoint(&path)?;
+            println!("{}: step {}, {:?} {}", path.display(), saved.step, saved.widths, saved.config.describe());
+            Ok(())
+        }
+        Command::Info { checkpoint: None } => {
             let gpu = GpuBackend::new_blocking()?;
             let a = &gpu.context().adapter;
             println!("adapter: {a}{}", if a.is_fallback { " [software fallback]" } else { "" });
@@ -501,7 +515,13 @@ fn config_from_args(args: &TrainArgs) -> consistency::Result<TrainConfig> {
 
 fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
     let mnist = Mnist::load_split(&args.data, Split::Train)?;
-    let mut trainer = if args.resume && args.out.exists() {
+    if args.resume && !args.out.exists() {
+        return Err(Error::Invalid(format!(
+            "--resume: {} does not exist, so there is no run to continue (drop --resume to start one)",
+            args.out.display()
+        )));
+    }
+    let mut trainer = if args.resume {
         let saved = load_checkpoint(&args.out)?;
         eprintln!("resuming {} at step {}", args.out.display(), saved.step);
         Trainer::resume(be, &saved, &mnist.images, &mnist.labels)
@@ -583,12 +603,13 @@ fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
             let reference = pollster::block_on(evaluator.reference(be, &test))?;
             let path = args.out.with_extension("fid.csv");
             if !path.exists() {
-                append(&path, "step,fid,evaluations\n")?;
+                append(&path, "step,fid,legible,evaluations\n")?;
             }
             Some((evaluator, reference, path))
         }
     };
     let (started, first_step) = (Instant::now(), trainer.step);
+    let out_of_time = || args.max_minutes.is_some_and(|m| started.elapsed().as_secs_f64() >= 60.0 * m);
     let (mut loss_sum, mut summed) = (be.zeros(&[1]), 0);
     while trainer.step < args.steps {
         let loss = trainer.step(be);
@@ -597,7 +618,7 @@ fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
         (loss_sum, summed) = (total, summed + 1);
         bar.inc(1);
         let step = trainer.step;
-        let last = step == args.steps;
+        let last = step == args.steps || out_of_time();
         if step.is_multiple_of(args.loss_every.max(1)) || last {
             let mean = pollster::block_on(be.read(&loss_sum))?[0] / summed as f32;
             (loss_sum, summed) = (be.zeros(&[1]), 0);
@@ -629,7 +650,8 @@ fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
                 let images = draw(be, &trainer.model, &trainer.ema, &sampler, args.fid_count, 0, None)?;
                 let quality = pollster::block_on(evaluator.classify_host(be, &images))
                     .and_then(|c| consistency::eval::Quality::new(&c, reference))?;
-                append(path, &format!("{step},{:.3},{}\n", quality.fid, sampler.evaluations()))?;
+                let line = format!("{step},{:.3},{:.4},{}\n", quality.fid, quality.legible, sampler.evaluations());
+                append(path, &line)?;
             }
         }
         if step.is_multiple_of(args.checkpoint_every.max(1)) || last {
@@ -638,11 +660,16 @@ fn train<B: Backend>(be: &B, args: &TrainArgs) -> consistency::Result<()> {
             append(&log_path, &log)?;
             log.clear();
         }
+        if last {
+            break;
+        }
     }
     bar.finish();
     eprintln!(
-        "{} steps in {:.1} s; checkpoint {}, loss log {}",
+        "step {} of {} after {} steps in {:.1} s; checkpoint {}, loss log {}",
+        trainer.step,
         args.steps,
+        trainer.step - first_step,
         started.elapsed().as_secs_f64(),
         args.out.display(),
         log_path.display()
@@ -811,19 +838,7 @@ fn eval<B: Backend>(be: &B, args: &EvalArgs) -> consistency::Result<()> {
             .and_then(|c| consistency::eval::Quality::new(&c, &reference))?;
         println!("  {} ({} samples drawn in {seconds:.1} s): {quality}", sampler.describe(), args.count);
         if let Some(path) = &args.csv {
-            if !path.exists() {
-                append(path, "label,sampler,evaluations,fid,class_entropy,count,seconds\n")?;
-            }
-            let label = args.markdown.as_deref().unwrap_or_default().replace(',', ";");
-            let line = format!(
-                "{label},{},{},{:.3},{:.4},{},{seconds:.1}\n",
-                sampler.describe().replace(',', ";"),
-                sampler.evaluations(),
-                quality.fid,
-                quality.class_entropy,
-                args.count
-            );
-            append(path, &line)?;
+            append_eval_row(path, args, &sampler, &quality, seconds)?;
         }
         if model.is_conditional() {
             // Section 8's class-conditional sampling: ask for each digit in turn and count how
@@ -842,7 +857,57 @@ fn eval<B: Backend>(be: &B, args: &EvalArgs) -> consistency::Result<()> {
         row.push(quality);
     }
     if let (Some(label), [first, second, ..]) = (&args.markdown, &row[..]) {
-        println!("| {label} | {} | {:.1} | {:.1} | {:.2} |", saved.step, first.fid, second.fid, first.class_entropy);
+        let unbalanced = first.unbalanced_digits();
+        let unbalanced = if unbalanced.is_empty() { "none".to_string() } else { format!("{unbalanced:?}") };
+        println!(
+            "| {label} | {} | {:.1}% | {:.1}% | {:.1} | {:.1} | {:.2} | {unbalanced} |",
+            saved.step,
+            100.0 * first.legible,
+            100.0 * second.legible,
+            first.fid,
+            second.fid,
+            first.class_entropy
+        );
     }
     Ok(())
+}
+
+/// The columns of `cm eval --csv`: one row per sampler.
+const EVAL_CSV_HEADER: &str = "label,sampler,evaluations,fid,legible,class_entropy,shares,count,seconds";
+
+/// Appends `quality`'s row to `cm eval --csv`'s file (labelled with --markdown's label; commas
+/// in text become ';', the digit shares in percent are joined by ';'): a missing or empty file
+/// gets the header first, a file whose header is another's is refused.
+fn append_eval_row(
+    path: &Path,
+    args: &EvalArgs,
+    sampler: &Sampler,
+    quality: &consistency::eval::Quality,
+    seconds: f64,
+) -> consistency::Result<()> {
+    let text =
+        if path.exists() { std::fs::read_to_string(path).map_err(|e| io_error(path, e))? } else { String::new() };
+    if !text.is_empty() {
+        if text.lines().next() != Some(EVAL_CSV_HEADER) {
+            return Err(Error::Invalid(format!(
+                "{}: not a `cm eval --csv` file of this version (its header is not '{EVAL_CSV_HEADER}'): choose \
+                 another --csv",
+                path.display()
+            )));
+        }
+    } else {
+        append(path, &format!("{EVAL_CSV_HEADER}\n"))?;
+    }
+    let label = args.markdown.as_deref().unwrap_or_default().replace(',', ";");
+    let shares = quality.shares().map(|s| format!("{s:.2}")).join(";");
+    let line = format!(
+        "{label},{},{},{:.3},{:.4},{:.4},{shares},{},{seconds:.1}\n",
+        sampler.describe().replace(',', ";"),
+        sampler.evaluations(),
+        quality.fid,
+        quality.legible,
+        quality.class_entropy,
+        args.count
+    );
+    append(path, &line)
 }

@@ -376,6 +376,19 @@ pub fn argmax_rows(logits: &[f32]) -> Vec<u8> {
         .collect()
 }
 
+/// The softmax probability of the largest logit of each row of `logits` (`[N, 10]`): how sure
+/// the classifier is of the digit it reads. Computed stably, relative to the row's maximum.
+pub fn top_probability_rows(logits: &[f32]) -> Vec<f32> {
+    logits
+        .chunks_exact(CLASSES)
+        .map(|row| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let total: f32 = row.iter().map(|&z| (z - max).exp()).sum();
+            1.0 / total
+        })
+        .collect()
+}
+
 /// Images per forward pass when classifying a whole set: bounded memory on any backend.
 pub const CHUNK: usize = 500;
 

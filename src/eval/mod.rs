@@ -7,6 +7,12 @@
 //! 10,000 MNIST test digits; the class histogram and its entropy (natural log; ln 10 = 2.303 for
 //! perfectly balanced classes) show mode collapse, which the FID only hints at.
 //!
+//! Legibility is the question a person asks first: would someone read this sample as a digit?
+//! [`Quality::legible`] is the share of images whose most likely digit has a softmax probability
+//! of at least [`LEGIBLE_PROBABILITY`] (0.9) under the classifier (real test digits: about 99%),
+//! and [`Quality::shares`] gives each digit's share of all images, flagged when it falls outside
+//! [`BALANCED_SHARES`] (MNIST's own digits lie between 9% and 11.3%).
+//!
 //! FID values only mean something next to a scale, so [`Evaluator::scale`] measures three
 //! references against the test digits: 10,000 real training digits (the floor: what a perfect
 //! generator would score), the test digits blurred by a Gaussian of sigma 1 pixel, and N(0, 1)
@@ -25,9 +31,16 @@ use crate::backend::{BTensor, Backend, RandomKey};
 use crate::data::mnist::{Mnist, CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
 use crate::random;
 use crate::Result;
-use classifier::{argmax_rows, to_model_range, Classifier, CHUNK, FEATURES};
+use classifier::{argmax_rows, to_model_range, top_probability_rows, Classifier, CHUNK, FEATURES};
 pub use frechet::{frechet_distance, FeatureStats};
 pub use weights::WeightsInfo;
+
+/// A sample is legible when the classifier's top digit has at least this softmax probability.
+pub const LEGIBLE_PROBABILITY: f32 = 0.9;
+
+/// The range (in percent) a digit's share of the samples should lie in; a share outside it is
+/// flagged, as a sign of a missing or dominant digit.
+pub const BALANCED_SHARES: std::ops::RangeInclusive<f64> = 6.0..=14.0;
 
 /// Digits in each set of the scale (and in the test set the reference statistics come from).
 pub const SCALE_COUNT: usize = 10_000;
@@ -39,6 +52,18 @@ pub struct Classified {
     pub features: Vec<f32>,
     /// `[N]`: the predicted digit of each image.
     pub classes: Vec<u8>,
+    /// `[N]`: the softmax probability of that digit.
+    pub confidence: Vec<f32>,
+}
+
+impl Classified {
+    fn with_capacity(n: usize) -> Classified {
+        Classified {
+            features: Vec::with_capacity(n * FEATURES),
+            classes: Vec::with_capacity(n),
+            confidence: Vec::with_capacity(n),
+        }
+    }
 }
 
 /// The quality of a set of images against the reference statistics.
@@ -53,6 +78,8 @@ pub struct Quality {
     /// Entropy of the class histogram in nats: ln 10 = 2.303 when every digit is equally
     /// frequent, 0 when all images are one digit.
     pub class_entropy: f64,
+    /// The share (0 to 1) of images the classifier reads with probability >= 0.9.
+    pub legible: f64,
 }
 
 impl Quality {
@@ -65,16 +92,47 @@ impl Quality {
             fid: frechet_distance(&stats, reference)?,
             class_histogram,
             class_entropy: class_entropy(&class_histogram),
+            legible: legible_share(&classified.confidence),
         })
     }
+
+    /// Each digit's share of the images, in percent.
+    pub fn shares(&self) -> [f64; CLASSES] {
+        let total = self.count.max(1) as f64;
+        self.class_histogram.map(|c| 100.0 * c as f64 / total)
+    }
+
+    /// The digits whose share lies outside [`BALANCED_SHARES`].
+    pub fn unbalanced_digits(&self) -> Vec<u8> {
+        (0..CLASSES as u8).filter(|&d| !BALANCED_SHARES.contains(&self.shares()[d as usize])).collect()
+    }
+
+    /// The shares as `0:9.8 1:11.2 ...`, with a `!` after each share outside [`BALANCED_SHARES`].
+    pub fn shares_text(&self) -> String {
+        self.shares()
+            .iter()
+            .enumerate()
+            .map(|(d, s)| format!("{d}:{s:.1}{}", if BALANCED_SHARES.contains(s) { "" } else { "!" }))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The share of `confidence` values at or above [`LEGIBLE_PROBABILITY`] (0 for none).
+pub fn legible_share(confidence: &[f32]) -> f64 {
+    let legible = confidence.iter().filter(|&&p| p >= LEGIBLE_PROBABILITY).count();
+    legible as f64 / confidence.len().max(1) as f64
 }
 
 impl fmt::Display for Quality {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "FID {:>8.3}   class entropy {:.3} (max 2.303)   classes {:?}",
-            self.fid, self.class_entropy, self.class_histogram
+            "FID {:>8.3}   legible {:>5.1}%   class entropy {:.3} (max 2.303)   shares % {}",
+            self.fid,
+            100.0 * self.legible,
+            self.class_entropy,
+            self.shares_text()
         )
     }
 }
@@ -193,7 +251,7 @@ impl<B: Backend> Evaluator<B> {
     pub async fn classify(&self, be: &B, images: &BTensor<B>) -> Result<Classified> {
         assert_eq!(&images.shape[1..], [1, IMAGE_SIDE, IMAGE_SIDE], "classify: images must be [N, 1, 28, 28]");
         let n = images.dim(0);
-        let mut out = Classified { features: Vec::with_capacity(n * FEATURES), classes: Vec::with_capacity(n) };
+        let mut out = Classified::with_capacity(n);
         for start in (0..n).step_by(CHUNK) {
             let count = CHUNK.min(n - start);
             let x = images.view(start * IMAGE_PIXELS, &[count, 1, IMAGE_SIDE, IMAGE_SIDE]);
@@ -207,7 +265,7 @@ impl<B: Backend> Evaluator<B> {
     pub async fn classify_host(&self, be: &B, images: &[f32]) -> Result<Classified> {
         assert!(images.len().is_multiple_of(IMAGE_PIXELS), "classify_host: whole 28x28 images");
         let n = images.len() / IMAGE_PIXELS;
-        let mut out = Classified { features: Vec::with_capacity(n * FEATURES), classes: Vec::with_capacity(n) };
+        let mut out = Classified::with_capacity(n);
         for chunk in images.chunks(CHUNK * IMAGE_PIXELS) {
             let x = be.upload(chunk, &[chunk.len() / IMAGE_PIXELS, 1, IMAGE_SIDE, IMAGE_SIDE]);
             self.classify_chunk(be, &x, &mut out).await?;
@@ -220,6 +278,7 @@ impl<B: Backend> Evaluator<B> {
         let logits = be.read(&result.logits).await?;
         out.features.extend(be.read(&result.features).await?);
         out.classes.extend(argmax_rows(&logits));
+        out.confidence.extend(top_probability_rows(&logits));
         Ok(())
     }
 
