@@ -1,5 +1,6 @@
-"""Our CPU backend (`cm bench`) beside the PyTorch twin (twin.py), in one run: first a check that
-the twin draws our digits (`cm sample --npy` against `twin.py check`, one step and two), then
+"""Our CPU backend (`cm bench`) beside the PyTorch twin (twin.py), in one run: first checks that
+the twin draws our digits (`cm sample --npy` against `twin.py check`, one step and two) and takes
+our training step (`cm train --steps 1` against `twin.py check-step`: loss and gradient), then
 rounds that alternate the two engines (the order flips every round, so the machine's load hits
 both alike), each timing the improved-CT step of the small network at the same batch and
 one-step and two-step sampling of that many digits, with the same thread count. Prints each
@@ -31,7 +32,8 @@ def run(command, env=None):
 
 
 def check(cm, out, env):
-    """Our samples and the twin's from the shipped checkpoint, 1 step and 2 steps (80, 0.8)."""
+    """Our samples and the twin's from the shipped checkpoint, 1 step and 2 steps (80, 0.8), then
+    the first training step."""
     for points in ([], ["0.8"]):
         npy = os.path.join(out, f"ours-{len(points) + 1}-step.npy")
         extra = ["--time-points", ",".join(points)] if points else []
@@ -39,6 +41,14 @@ def check(cm, out, env):
              "--npy", npy, "--out", npy.replace(".npy", ".png"), *extra], env)
         twin_points = ["--time-points", *points] if points else []
         print(run([*TWIN, "check", "--checkpoint", CHECKPOINT, "--ours", npy, *twin_points], env).strip())
+    # One improved-CT step on MNIST from the same weights: the loss and the gradient.
+    after = os.path.join(out, "ct-step.safetensors")
+    for stale in (after, after.replace(".safetensors", ".csv")):
+        if os.path.exists(stale):
+            os.remove(stale)
+    data = os.path.join(ROOT, "data", "mnist")
+    run([cm, "train", "--backend", "cpu", "--steps", "1", "--init", CHECKPOINT, "--data", data, "--out", after], env)
+    print(run([*TWIN, "check-step", "--init", CHECKPOINT, "--after", after, "--data", data], env).strip())
 
 
 def ours(cm, a, env):

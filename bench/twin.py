@@ -7,11 +7,15 @@ lambda = 1 / (t_{n+1} - t_n), pseudo-Huber, Adam, the target and sampling EMAs),
 sampling of src/sample.rs with the same Philox noise (src/random.rs), so the twin draws the
 same digits as `cm sample` from the same checkpoint and seed.
 
-    python twin.py check --checkpoint C --ours ours.npy [--count 64] [--seed 0]
+    python twin.py check --checkpoint C --ours ours.npy [--seed 0] [--time-points 0.8]
+    python twin.py check-step --init C --after A --data data/mnist
     python twin.py time --checkpoint C [--batch 64] [--iters 5] [--threads 2]
     python twin.py export-onnx --checkpoint C --out cm_small.onnx
 
 `check` compares our samples (`cm sample --npy`) with the twin's and fails past --tolerance;
+`check-step` redoes the first step of `cm train --steps 1 --init C --out A` (improved CT, our
+Philox draws of digits, noise and levels) and compares the loss and the gradient (A's first Adam
+moment is 0.1 x the gradient) with ours;
 `time` prints one JSON line (seconds per CT step, per 1- and 2-step sampling of --batch
 digits; the mean of --iters runs after one warm-up, as `cm bench` measures); `export-onnx`
 writes f(x, sigma) with the checkpoint's sampling weights for onnxruntime-web (bench/ort).
@@ -283,7 +287,48 @@ class CtStep:
             decay = min(0.999, (1 + self.k) / (10 + self.k))
             torch._foreach_lerp_(self.ema, params, 1.0 - decay)
         self.k += 1
-        return float(loss)
+        return loss.item()
+
+
+def first_step_with_our_draws(net, images, batch, seed=0, k=0, total_steps=1):
+    """The loss and gradients of step k of `cm train` (improved CT, unconditional) with its
+    draws: src/train.rs data_and_noise (Philox streams 0: digits, 1: noise) and draw_levels
+    (stream 2: u, then the first index whose cumulative probability exceeds u)."""
+    count = images.shape[0]
+    words = philox_words(np.arange(batch, dtype=np.uint64), k, 0, seed)[0]
+    index = (words * np.uint64(count)) >> np.uint64(32)  # random::index_below
+    x = (np.float32(2.0) * images[index].astype(np.float32) - np.float32(255.0)) * np.float32(1.0 / 255.0)
+    x = torch.from_numpy(x.reshape(batch, 1, 28, 28))
+    z = torch.from_numpy(philox_normal(batch * PIXELS, seed, 1, k).reshape(batch, 1, 28, 28))
+    u = (philox_words(np.arange(batch, dtype=np.uint64), k, 2, seed)[0] >> np.uint64(8)).astype(np.float32)
+    u = u.astype(np.float64) / 16_777_216.0
+    times, p = lognormal_levels(improved_discretization(k, total_steps))
+    cumulative = np.cumsum(p)
+    cumulative[-1] = 1.0
+    i = np.minimum(np.searchsorted(cumulative, u, side="right"), len(p) - 1)
+    t_n, t_next = times[i], times[i + 1]
+    weight = torch.from_numpy((1.0 / (t_next - t_n)).astype(np.float32))
+    col = lambda v: torch.from_numpy(v.astype(np.float32))[:, None, None, None]  # noqa: E731
+    online = consistency(net, x + col(t_next) * z, t_next)
+    with torch.no_grad():
+        target = consistency(net, x + col(t_n) * z, t_n)  # theta_minus = theta at the start
+    sq = ((online - target) ** 2).reshape(batch, -1).sum(1)
+    c = np.float32(0.00054 * math.sqrt(PIXELS))
+    loss = (weight * sq / (torch.sqrt(sq + float(c) ** 2) + float(c))).mean()
+    net.zero_grad()
+    loss.backward()
+    return loss.item(), {name: q.grad.numpy() for name, q in net.named_parameters()}
+
+
+def read_idx_images(data):
+    """MNIST's training digits, as src/data/mnist.rs reads them (plain or gzipped IDX)."""
+    import gzip
+    import os
+
+    path = os.path.join(data, "train-images-idx3-ubyte")
+    raw = open(path, "rb").read() if os.path.exists(path) else gzip.open(path + ".gz").read()
+    n = int.from_bytes(raw[4:8], "big")
+    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, PIXELS)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -311,6 +356,28 @@ def cmd_check(a):
     )
     if not diff.max() <= a.tolerance:
         sys.exit("twin check FAILED: the twin does not reproduce our samples")
+
+
+def cmd_check_step(a):
+    net, _ = load(a.init)
+    after = load_file(a.after)
+    with open(a.after, "rb") as f:
+        meta = json.loads(f.read(int.from_bytes(f.read(8), "little")))["__metadata__"]
+    if meta["step"] != "1" or meta["objective"] != "consistency" or meta["schedule"] != "improved":
+        sys.exit(f"{a.after}: not the first step of an improved-CT run (cm train --steps 1 --init ...)")
+    batch, seed, total = int(meta["batch"]), int(meta["seed"]), int(meta["total_steps"])
+    loss, grads = first_step_with_our_draws(net, read_idx_images(a.data), batch, seed, 0, total)
+    scale = np.float32(1.0) - np.float32(0.9)  # Adam's first moment after one step: (1 - beta1) g
+    ours = {name: after[f"adam_m.{name}"] / scale for name in grads}
+    top = max(float(np.abs(g).max()) for g in ours.values())
+    worst = max(float(np.abs(ours[n] - grads[n]).max()) for n in grads)
+    our_loss = float(open(a.after.rsplit(".", 1)[0] + ".csv").read().strip().splitlines()[-1].split(",")[1])
+    print(
+        f"twin CT-step check: {a.after} (batch {batch}): loss ours {our_loss:.6f}, twin {loss:.6f}; "
+        f"gradient max |ours - twin| = {worst:.2e} against max |gradient| {top:.2e} ({worst / top:.1e} of it)"
+    )
+    if not (abs(our_loss - loss) <= 1e-4 * abs(loss) + 1e-6 and worst <= a.tolerance * top):
+        sys.exit("twin CT-step check FAILED: the twin's step differs from ours")
 
 
 def cmd_time(a):
@@ -356,6 +423,11 @@ def main():
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--time-points", type=float, nargs="*", default=[])
     check.add_argument("--tolerance", type=float, default=1e-4)
+    step = sub.add_parser("check-step", help="compare the first step of `cm train --init` with the twin's")
+    step.add_argument("--init", required=True, help="the checkpoint `cm train --init` started from")
+    step.add_argument("--after", required=True, help="the checkpoint `cm train --steps 1` wrote")
+    step.add_argument("--data", default="data/mnist")
+    step.add_argument("--tolerance", type=float, default=1e-3, help="of the largest gradient value")
     timing = sub.add_parser("time", help="time the twin's CT step and sampling, one JSON line")
     timing.add_argument("--checkpoint", required=True)
     timing.add_argument("--batch", type=int, default=64)
@@ -367,7 +439,7 @@ def main():
     export.add_argument("--out", required=True)
     export.add_argument("--batch", type=int, default=64)
     a = parser.parse_args()
-    {"check": cmd_check, "time": cmd_time, "export-onnx": cmd_export}[a.command](a)
+    {"check": cmd_check, "check-step": cmd_check_step, "time": cmd_time, "export-onnx": cmd_export}[a.command](a)
 
 
 if __name__ == "__main__":
