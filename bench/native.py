@@ -61,14 +61,14 @@ def ours(cm, a, env):
     if not (step and sample):
         sys.exit(f"could not read `cm bench`'s output:\n{text}")
     ms = [float(step.group(1)), float(sample.group(1)), float(sample.group(2))]
-    return backend, [v / 1e3 for v in ms]
+    return f"ours, CPU backend: {backend}", [v / 1e3 for v in ms]
 
 
 def twin(a, env):
     line = run([*TWIN, "time", "--checkpoint", CHECKPOINT, "--batch", str(a.batch), "--iters", str(a.iters),
                 "--threads", str(a.threads)], env).strip().splitlines()[-1]
     r = json.loads(line)
-    return f"PyTorch {r['torch']}, {r['threads']} threads", [r["train_step_s"], r["sample_1_s"], r["sample_2_s"]]
+    return f"PyTorch {r['torch']} on the CPU, {r['threads']} threads", [r["train_step_s"], r["sample_1_s"], r["sample_2_s"]]
 
 
 def main():
