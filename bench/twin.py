@@ -22,15 +22,21 @@ writes f(x, sigma) with the checkpoint's sampling weights for onnxruntime-web (b
 """
 
 import argparse
+import gzip
 import json
 import math
+import os
 import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from safetensors.numpy import load_file
+# OpenMP threads that spin while they wait make PyTorch up to 10x slower on a machine whose
+# cores other jobs share (bench/README.md); read when torch starts, so set before the import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from safetensors.numpy import load_file  # noqa: E402
 
 # src/schedule.rs
 EPS, T, SIGMA_DATA, RHO, P_MEAN, P_STD = 0.002, 80.0, 0.5, 7.0, -1.1, 2.0
@@ -243,12 +249,27 @@ def lognormal_levels(n):
     return np.array(times), mass / mass.sum()
 
 
+def ct_loss(online_net, target_net, x, z, t_n, t_next):
+    """The improved-CT loss of src/train.rs (consistency_gradients, backpropagate): mean over the
+    batch of lambda d(f_theta(x + t_{n+1} z, t_{n+1}), stopgrad f_theta_minus(x + t_n z, t_n)),
+    lambda = 1 / (t_{n+1} - t_n), d pseudo-Huber over the 784 pixels with c = 0.00054 sqrt(784)
+    (sqrt(|a - b|^2 + c^2) - c, written without the cancellation as the loss kernel does)."""
+    col = lambda v: torch.from_numpy(np.asarray(v, dtype=np.float32))[:, None, None, None]  # noqa: E731
+    weight = torch.from_numpy((1.0 / (t_next - t_n)).astype(np.float32))
+    online = consistency(online_net, x + col(t_next) * z, t_next)
+    with torch.no_grad():
+        target = consistency(target_net, x + col(t_n) * z, t_n)
+    sq = ((online - target) ** 2).reshape(x.shape[0], -1).sum(1)
+    c = float(np.float32(0.00054 * math.sqrt(PIXELS)))  # schedule::pseudo_huber_c, as f32
+    return (weight * sq / (torch.sqrt(sq + c * c) + c)).mean()
+
+
 class CtStep:
     """One step of bench::bench_train_step: TrainConfig::improved(1000) at `batch`, from `init`,
     on the synthetic digits `(i * 37) % 256`: batch gather, noise, the online forward at
-    t_{n+1} with gradients, the target forward at t_n without, the pseudo-Huber loss weighted
-    by 1 / (t_{n+1} - t_n), backward, Adam (2e-4, 0.9, 0.999, 1e-8), theta_minus <- theta
-    (mu = 0) and the sampling EMA."""
+    t_{n+1} with gradients, the target forward at t_n without (`ct_loss`, which `check-step`
+    compares with ours), backward, Adam (2e-4, 0.9, 0.999, 1e-8), theta_minus <- theta (mu = 0)
+    and the sampling EMA. Its random draws are torch's and numpy's: the same work."""
 
     def __init__(self, init, batch, total_steps=1000, seed=0):
         self.online = init
@@ -261,23 +282,16 @@ class CtStep:
         images = (np.arange(batch * PIXELS) * 37 % 256).astype(np.uint8).reshape(batch, PIXELS)
         self.data = torch.from_numpy(images)
         self.rng = np.random.default_rng(seed)
-        self.c = 0.00054 * math.sqrt(PIXELS)  # schedule::pseudo_huber_c
 
     def __call__(self):
         b = self.batch
         times, p = lognormal_levels(improved_discretization(self.k, self.total_steps))
         i = self.rng.choice(len(p), size=b, p=p)
         t_n, t_next = times[i], times[i + 1]
-        weight = torch.tensor(1.0 / (t_next - t_n), dtype=torch.float32)
         rows = torch.randint(0, self.data.shape[0], (b,))
         x = ((2.0 * self.data[rows].float() - 255.0) * (1.0 / 255.0)).reshape(b, 1, 28, 28)
         z = torch.randn(b, 1, 28, 28)
-        col = lambda v: torch.tensor(v, dtype=torch.float32)[:, None, None, None]  # noqa: E731
-        online = consistency(self.online, x + col(t_next) * z, t_next)
-        with torch.no_grad():
-            target = consistency(self.target, x + col(t_n) * z, t_n)
-        sq = ((online - target) ** 2).reshape(b, -1).sum(1)
-        loss = (weight * (torch.sqrt(sq + self.c**2) - self.c)).mean()
+        loss = ct_loss(self.online, self.target, x, z, t_n, t_next)
         self.opt.zero_grad(set_to_none=False)
         loss.backward()
         self.opt.step()
@@ -307,14 +321,7 @@ def first_step_with_our_draws(net, images, batch, seed=0, k=0, total_steps=1):
     cumulative[-1] = 1.0
     i = np.minimum(np.searchsorted(cumulative, u, side="right"), len(p) - 1)
     t_n, t_next = times[i], times[i + 1]
-    weight = torch.from_numpy((1.0 / (t_next - t_n)).astype(np.float32))
-    col = lambda v: torch.from_numpy(v.astype(np.float32))[:, None, None, None]  # noqa: E731
-    online = consistency(net, x + col(t_next) * z, t_next)
-    with torch.no_grad():
-        target = consistency(net, x + col(t_n) * z, t_n)  # theta_minus = theta at the start
-    sq = ((online - target) ** 2).reshape(batch, -1).sum(1)
-    c = np.float32(0.00054 * math.sqrt(PIXELS))
-    loss = (weight * sq / (torch.sqrt(sq + float(c) ** 2) + float(c))).mean()
+    loss = ct_loss(net, net, x, z, t_n, t_next)  # theta_minus = theta at the start
     net.zero_grad()
     loss.backward()
     return loss.item(), {name: q.grad.numpy() for name, q in net.named_parameters()}
@@ -322,9 +329,6 @@ def first_step_with_our_draws(net, images, batch, seed=0, k=0, total_steps=1):
 
 def read_idx_images(data):
     """MNIST's training digits, as src/data/mnist.rs reads them (plain or gzipped IDX)."""
-    import gzip
-    import os
-
     path = os.path.join(data, "train-images-idx3-ubyte")
     raw = open(path, "rb").read() if os.path.exists(path) else gzip.open(path + ".gz").read()
     n = int.from_bytes(raw[4:8], "big")
@@ -384,7 +388,8 @@ def cmd_time(a):
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     net, _ = load(a.checkpoint)
-    result = {"torch": torch.__version__, "threads": torch.get_num_threads(), "batch": a.batch}
+    result = {"torch": torch.__version__, "threads": torch.get_num_threads(), "batch": a.batch,
+              "omp_wait_policy": os.environ["OMP_WAIT_POLICY"]}
     if "train" in a.parts:
         step = CtStep(load(a.checkpoint, "online")[0], a.batch)
         result["train_step_s"] = seconds_per_run(step, a.iters)
