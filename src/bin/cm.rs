@@ -260,7 +260,8 @@ enum Command {
     },
     /// Benchmark: GFLOP/s of the convolution kernels (forward and both backwards), and for each
     /// width config the time of a network forward + backward, of a consistency-training step,
-    /// and of one-step and two-step sampling.
+    /// and of one-step and two-step sampling. Ours only: `scripts/bench-native` runs it beside
+    /// the PyTorch twin in bench/ and prints the ratios.
     Bench {
         /// What to measure: any of convs, network, train, sample, separated by ','.
         #[arg(long, default_value = "convs,network,train,sample")]
@@ -395,11 +396,6 @@ struct BenchPlan<'a> {
     iters: usize,
 }
 
-/// Seconds PyTorch (2 threads) takes for the small-config consistency-training step at batch 64
-/// on the project's 2-core CI machine, as the team measured it: the yardstick of the CPU backend
-/// (README, "Benchmarks"). There is no PyTorch in this project to rerun it.
-const PYTORCH_SMALL_STEP_64: f64 = 0.4;
-
 fn bench_on<B: Backend>(be: &B, plan: &BenchPlan) -> consistency::Result<()> {
     let origin = Instant::now();
     let now = move || origin.elapsed().as_secs_f64();
@@ -431,16 +427,6 @@ fn bench_on<B: Backend>(be: &B, plan: &BenchPlan) -> consistency::Result<()> {
         for &w in &plan.configs {
             let seconds = pollster::block_on(bench::bench_train_step(be, w, batch, iters, &now))?;
             println!("  {:<14} {:>9.1} ms   ({:.2} steps/s)", label(w), seconds * 1e3, 1.0 / seconds);
-            if w == Widths::SMALL && batch == 64 {
-                println!(
-                    "  {:<14} {:>9.1} ms   PyTorch's same step on the 2-core CI machine (measured by the team; \
-                     this run is {:.2}x that, on {})",
-                    "",
-                    PYTORCH_SMALL_STEP_64 * 1e3,
-                    seconds / PYTORCH_SMALL_STEP_64,
-                    be.name()
-                );
-            }
         }
     }
     if plan.parts.contains(&"sample") {

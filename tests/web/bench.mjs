@@ -1,21 +1,22 @@
 // The page's speed in headless Chromium beside the engines a person would pick instead, in one
 // run: the small network (16/32/32), a consistency-training step and one-step sampling of 64
 // digits on each backend the page offers (the CPU backend in its workers; WebGPU, here Chrome's
-// SwiftShader emulation), then the peers' harnesses from the team's shared folder:
-// onnxruntime-web's wasm backend (1 and 2 threads) for sampling and TensorFlow.js's WebGL
-// backend for one training step. Prints a table and the ratios.
+// SwiftShader emulation), then the peers' harnesses in bench/: onnxruntime-web's wasm backend
+// (1 and 2 threads) sampling with our network exported from the PyTorch twin, and
+// TensorFlow.js's WebGL backend for one training step. Prints a table and the ratios, all
+// measured in this run.
 //
-//   node tests/web/bench.mjs [dist] [peers folder] [WebGPU training batch]
+//   node tests/web/bench.mjs [dist] [bench folder] [WebGPU training batch]
 //
-// scripts/bench-page builds the release page and runs this. The peers need their packages
-// (their install.sh); a missing peer is reported and skipped.
+// scripts/bench-page builds the release page, installs the peers (bench/install), exports the
+// ONNX model and runs this. A peer that cannot run is reported and skipped.
 
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { serve, openPage } from "./browser.mjs";
 
-const [dist = "dist", peers = "../shared/peers", gpuBatch = "8"] = process.argv.slice(2);
+const [dist = "dist", peers = "bench", gpuBatch = "8"] = process.argv.slice(2);
 
 // The page's own benchmark (Engine panel) for the small network at `batch`: seconds per
 // training step, and one-step sampling of 64 digits back to back (median and fastest, ms).
@@ -71,7 +72,7 @@ try {
   close();
 }
 
-console.log("peers (../shared/peers) …");
+console.log(`peers (${peers}) …`);
 for (const threads of [1, 2]) {
   const r = peer("ort/run.mjs", ["--backend", "wasm", "--model", "small", "--threads", String(threads), "--runs", "10"]);
   if (r) rows.push([`onnxruntime-web ${r.ort_version} wasm, ${threads} thread${threads > 1 ? "s" : ""}`, null, null, r.median_ms, r.min_ms]);
