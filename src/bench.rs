@@ -49,8 +49,42 @@ pub fn network_convs(widths: Widths, batch: usize) -> Vec<(String, Conv2d)> {
     ]
 }
 
-/// Seconds per call of `run`, over `iters` calls after one warm-up; `done` is a tensor the
+/// What one run of a measured piece of work costs.
+#[derive(Clone, Copy, Debug)]
+pub struct RunCost {
+    pub seconds: f64,
+    /// On a backend with a device queue: compute dispatches per run, and queue submissions per
+    /// run (the final read-back's own submission not counted; a fraction when several runs
+    /// share one submission).
+    pub dispatches: Option<f64>,
+    pub submissions: Option<f64>,
+}
+
+/// The cost of one call of `run`, over `iters` calls after one warm-up; `done` is a tensor the
 /// work writes, read back to wait for it.
+async fn cost_per_run<B: Backend>(
+    be: &B,
+    done: &crate::backend::BTensor<B>,
+    iters: usize,
+    now: Clock<'_>,
+    run: &dyn Fn(),
+) -> crate::Result<RunCost> {
+    let probe = done.view(0, &[1]);
+    run();
+    be.read(&probe).await?;
+    let (start, before) = (now(), be.work_counts());
+    for _ in 0..iters {
+        run();
+    }
+    be.flush();
+    let after = be.work_counts();
+    be.read(&probe).await?;
+    let seconds = (now() - start) / iters as f64;
+    let per_run =
+        |count: fn(&crate::backend::WorkCounts) -> u64| Some((count(&after?) - count(&before?)) as f64 / iters as f64);
+    Ok(RunCost { seconds, dispatches: per_run(|c| c.dispatches), submissions: per_run(|c| c.submissions) })
+}
+
 async fn seconds_per_run<B: Backend>(
     be: &B,
     done: &crate::backend::BTensor<B>,
@@ -58,15 +92,7 @@ async fn seconds_per_run<B: Backend>(
     now: Clock<'_>,
     run: &dyn Fn(),
 ) -> crate::Result<f64> {
-    let probe = done.view(0, &[1]);
-    run();
-    be.read(&probe).await?;
-    let start = now();
-    for _ in 0..iters {
-        run();
-    }
-    be.read(&probe).await?;
-    Ok((now() - start) / iters as f64)
+    Ok(cost_per_run(be, done, iters, now, run).await?.seconds)
 }
 
 /// Measures each convolution's three kernels over `iters` runs after one warm-up.
@@ -127,14 +153,14 @@ pub async fn bench_train_step<B: Backend>(
     batch: usize,
     iters: usize,
     now: Clock<'_>,
-) -> crate::Result<f64> {
+) -> crate::Result<RunCost> {
     let model = Model::new(widths);
     let init = model.net.layout.init(0);
     let images: Vec<u8> = (0..batch * 784).map(|i| (i * 37 % 256) as u8).collect();
     let config = TrainConfig { batch, ..TrainConfig::improved(1000) };
     let trainer = RefCell::new(Trainer::new(be, model, config, &init, &images, &[]));
     let params = trainer.borrow().params.clone();
-    seconds_per_run(be, &params, iters, now, &|| {
+    cost_per_run(be, &params, iters, now, &|| {
         trainer.borrow_mut().step(be);
     })
     .await
@@ -148,14 +174,14 @@ pub async fn bench_sampling<B: Backend>(
     steps: usize,
     iters: usize,
     now: Clock<'_>,
-) -> crate::Result<f64> {
+) -> crate::Result<RunCost> {
     let model = Model::new(widths);
     let params = be.upload(&model.net.layout.init(0), &[model.net.layout.len]);
     let time_points: Vec<f64> = (1..steps).map(|s| T / 4f64.powi(s as i32)).collect();
     let out = sample(be, &model, &params, count, &time_points, 0)?;
     let last = RefCell::new(out);
     let done = last.borrow().clone();
-    seconds_per_run(be, &done, iters, now, &|| {
+    cost_per_run(be, &done, iters, now, &|| {
         *last.borrow_mut() = sample(be, &model, &params, count, &time_points, 0).expect("valid time points");
     })
     .await

@@ -16,6 +16,7 @@ pub mod gpu;
 use std::future::Future;
 use std::ops::Range;
 
+pub use crate::gpu::launcher::WorkCounts;
 pub use crate::random::RandomKey;
 use crate::tensor::Tensor;
 
@@ -140,6 +141,11 @@ pub trait Backend {
     fn read(&self, t: &BTensor<Self>) -> impl Future<Output = crate::Result<Vec<f32>>>;
     /// Start everything recorded so far without waiting for it.
     fn flush(&self);
+    /// Kernel dispatches recorded and queue submissions made so far, on a backend with a
+    /// device queue (None on the CPU, which runs each op as it is called).
+    fn work_counts(&self) -> Option<WorkCounts> {
+        None
+    }
 
     // ---- convolution and linear layers ---------------------------------------------------
     /// `y = conv(x, w) + b`; x `[N, Cin, H, W]`, w `[Cout, Cin, k, k]`, b `[Cout]`.

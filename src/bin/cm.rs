@@ -425,8 +425,15 @@ fn bench_on<B: Backend>(be: &B, plan: &BenchPlan) -> consistency::Result<()> {
     if plan.parts.contains(&"train") {
         println!("consistency-training step (improved CT) at batch {batch}:");
         for &w in &plan.configs {
-            let seconds = pollster::block_on(bench::bench_train_step(be, w, batch, iters, &now))?;
-            println!("  {:<14} {:>9.1} ms   ({:.2} steps/s)", label(w), seconds * 1e3, 1.0 / seconds);
+            let cost = pollster::block_on(bench::bench_train_step(be, w, batch, iters, &now))?;
+            let seconds = cost.seconds;
+            println!(
+                "  {:<14} {:>9.1} ms   ({:.2} steps/s){}",
+                label(w),
+                seconds * 1e3,
+                1.0 / seconds,
+                work(&cost, "step")
+            );
         }
     }
     if plan.parts.contains(&"sample") {
@@ -434,10 +441,24 @@ fn bench_on<B: Backend>(be: &B, plan: &BenchPlan) -> consistency::Result<()> {
         for &w in &plan.configs {
             let one = pollster::block_on(bench::bench_sampling(be, w, batch, 1, iters, &now))?;
             let two = pollster::block_on(bench::bench_sampling(be, w, batch, 2, iters, &now))?;
-            println!("  {:<14} {:>9.1} ms {:>9.1} ms", label(w), one * 1e3, two * 1e3);
+            println!(
+                "  {:<14} {:>9.1} ms {:>9.1} ms{}",
+                label(w),
+                one.seconds * 1e3,
+                two.seconds * 1e3,
+                work(&one, "1-step batch")
+            );
         }
     }
     Ok(())
+}
+
+/// ", N dispatches and M queue submissions per `what`" on a backend that counts them.
+fn work(cost: &bench::RunCost, what: &str) -> String {
+    match (cost.dispatches, cost.submissions) {
+        (Some(d), Some(s)) => format!("   {d:.0} dispatches, {s:.2} queue submissions per {what}"),
+        _ => String::new(),
+    }
 }
 
 /// The GPU backend, with a warning when wgpu's adapter is a CPU emulation (lavapipe,

@@ -80,6 +80,15 @@ struct Recorder {
     slot: u64,
     staged: Vec<u8>,
     dispatches: usize,
+    /// Everything recorded since the launcher was made (what `cm bench` reports per step).
+    totals: WorkCounts,
+}
+
+/// Work recorded by a [`Launcher`]: compute dispatches and queue submissions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkCounts {
+    pub dispatches: u64,
+    pub submissions: u64,
 }
 
 pub struct Launcher {
@@ -208,6 +217,7 @@ impl Launcher {
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
         rec.dispatches += 1;
+        rec.totals.dispatches += 1;
     }
 
     /// Records an upload of `data` into `dst` at byte `offset`, ordered with the dispatches
@@ -254,8 +264,14 @@ impl Launcher {
         let dispatches = std::mem::take(&mut rec.dispatches);
         if let Some(encoder) = rec.encoder.take() {
             self.ctx.queue.submit([encoder.finish()]);
+            rec.totals.submissions += 1;
         }
         dispatches
+    }
+
+    /// Dispatches recorded and submissions made since the launcher was made.
+    pub fn work_counts(&self) -> WorkCounts {
+        self.rec.borrow().totals
     }
 
     /// Waits until the GPU has finished everything submitted (natively; in the browser, use

@@ -1,20 +1,21 @@
 //! CPU twins of `../gpu/conv.rs`: convolutions and linear layers as sgemm, channel sums.
 //!
-//! Every product goes through `matrixmultiply::sgemm`, which takes row and column strides, so a
-//! transposed or shifted operand costs nothing. Convolutions work one sample at a time (its
-//! scratch stays in cache) with samples spread over rayon's threads:
-//! - stride 1 with a 3x3 kernel ('same' padding): k*k products, one per tap, over a zero-padded
-//!   copy of the sample. On the padded grid, tap (ky, kx) of every output pixel is the input at a
-//!   fixed offset `ky * (W + 2p) + kx`, so each tap's operand is a strided view of the copy, no
-//!   im2col at all. The outputs are computed on rows of `W + 2p` and the extra `2p` columns
-//!   dropped. (im2col wrote and re-read 9x the input per layer: a fifth of a forward in wasm.)
-//! - 1x1: the input is the operand itself;
-//! - stride 2: im2col (the downsampling layer, a small share of the work).
+//! Convolutions work one sample at a time (its scratch stays in cache) with samples spread over
+//! rayon's threads:
+//! - 3x3 with stride 1 (nearly all of the network's work): the register-blocked kernels of
+//!   [`super::direct`];
+//! - 1x1: one `matrixmultiply::sgemm` product, the input being the operand itself;
+//! - stride 2: im2col and sgemm (the downsampling layers, a small share of the work).
+//!
+//! sgemm takes row and column strides, so a transposed operand costs nothing.
 
 use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::direct;
+use super::math::sum_f64;
+use super::simd::Isa;
 use crate::backend::Conv2d;
 
 /// `c = alpha a b + beta c`, a `[m, k]`, b `[k, n]`, c `[m, n]`, each given as (slice, row
@@ -64,45 +65,9 @@ fn is_pointwise(g: &Conv2d) -> bool {
     g.kernel == 1 && g.stride == 1
 }
 
-/// Whether this geometry is done as shifted products over a padded copy (stride 1, k > 1).
-fn is_shifted(g: &Conv2d) -> bool {
-    g.kernel > 1 && g.stride == 1
-}
-
-/// The padded grid of a shifted convolution: (row length W + 2p, plane size (H + 2p)(W + 2p),
-/// length of one sample's padded copy: its planes plus 2p spare zeros, which the view of the
-/// last tap reaches).
-fn padded_grid(g: &Conv2d, channels: usize) -> (usize, usize, usize) {
-    let p = g.pad();
-    let row = g.width + 2 * p;
-    let plane = (g.height + 2 * p) * row;
-    (row, plane, channels * plane + 2 * p)
-}
-
-/// One sample `[C, H, W]` into its zero-padded copy (see [`padded_grid`]).
-fn pad_sample(g: &Conv2d, x: &[f32], padded: &mut [f32]) {
-    let p = g.pad();
-    let (row, plane, _) = padded_grid(g, 0);
-    padded.fill(0.0);
-    for (x, padded) in x.chunks_exact(g.height * g.width).zip(padded.chunks_exact_mut(plane)) {
-        for (y, line) in x.chunks_exact(g.width).enumerate() {
-            padded[(y + p) * row + p..][..g.width].copy_from_slice(line);
-        }
-    }
-}
-
-/// `[C, H, W + 2p]` rows into `[C, H, W]`: the last 2p columns of each row dropped.
-fn crop_rows(g: &Conv2d, wide: &[f32], out: &mut [f32]) {
-    let row = padded_grid(g, 0).0;
-    for (out, wide) in out.chunks_exact_mut(g.width).zip(wide.chunks_exact(row)) {
-        out.copy_from_slice(&wide[..g.width]);
-    }
-}
-
-/// The tap offsets (tap index, offset of its input on the padded grid), row-major over (ky, kx).
-fn taps(g: &Conv2d) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let row = padded_grid(g, 0).0;
-    (0..g.kernel * g.kernel).map(move |t| (t, (t / g.kernel) * row + t % g.kernel))
+/// Whether this geometry goes to the register-blocked direct kernels (3x3, stride 1).
+fn is_direct(g: &Conv2d) -> bool {
+    g.kernel == 3 && g.stride == 1
 }
 
 /// The output pixels `o` (of `out_len`) that read a real input pixel (not padding) through tap
@@ -192,33 +157,11 @@ pub fn conv2d(g: &Conv2d, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
     check_lengths(g, x.len(), w.len(), y.len());
     assert_eq!(b.len(), g.out_channels, "conv2d: bias length");
     let (kdim, pixels) = (g.in_channels * g.kernel * g.kernel, g.out_height() * g.out_width());
-    let x_samples = x.par_chunks_exact(g.in_channels * g.height * g.width);
-    if is_shifted(g) {
-        let (row, plane, padded_len) = padded_grid(g, g.in_channels);
-        let wide = g.height * row;
-        y.par_chunks_exact_mut(g.out_channels * pixels).zip(x_samples).for_each_init(
-            || (vec![0.0; padded_len], vec![0.0; g.out_channels * wide]),
-            |(padded, out), (y, x)| {
-                pad_sample(g, x, padded);
-                for (plane, &bias) in out.chunks_exact_mut(wide).zip(b) {
-                    plane.fill(bias);
-                }
-                // out [Cout, H(W+2p)] += w[:, :, tap] [Cout, Cin] padded[:, shifted] [Cin, H(W+2p)]
-                for (tap, shift) in taps(g) {
-                    let k = g.kernel * g.kernel;
-                    gemm(
-                        (g.out_channels, g.in_channels, wide),
-                        (&w[tap..], g.in_channels * k, k),
-                        (&padded[shift..], plane, 1),
-                        1.0,
-                        (out, wide, 1),
-                    );
-                }
-                crop_rows(g, out, y);
-            },
-        );
-        return;
+    if is_direct(g) {
+        let (n, cin, cout, h, width) = (g.batch, g.in_channels, g.out_channels, g.height, g.width);
+        return direct::forward(Isa::best(), n, cin, cout, h, width, x, w, b, y);
     }
+    let x_samples = x.par_chunks_exact(g.in_channels * g.height * g.width);
     y.par_chunks_exact_mut(g.out_channels * pixels).zip(x_samples).for_each_init(
         || vec![0.0; if is_pointwise(g) { 0 } else { kdim * pixels }],
         |col, (y, x)| {
@@ -241,34 +184,11 @@ pub fn conv2d(g: &Conv2d, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
 pub fn conv2d_backward_input(g: &Conv2d, dy: &[f32], w: &[f32], dx: &mut [f32]) {
     check_lengths(g, dx.len(), w.len(), dy.len());
     let (kdim, pixels) = (g.in_channels * g.kernel * g.kernel, g.out_height() * g.out_width());
-    let dy_samples = dy.par_chunks_exact(g.out_channels * pixels);
-    if is_shifted(g) {
-        // The transposed convolution: dx[ci, y, x] = sum over co and taps of
-        // w[co, ci, ky, kx] dy[co, y + p - ky, x + p - kx], that is tap (ky, kx) reads the padded
-        // dy at the mirrored shift of tap (k - 1 - ky, k - 1 - kx).
-        let (row, plane, padded_len) = padded_grid(g, g.out_channels);
-        let wide = g.height * row;
-        let k = g.kernel * g.kernel;
-        dx.par_chunks_exact_mut(g.in_channels * g.height * g.width).zip(dy_samples).for_each_init(
-            || (vec![0.0; padded_len], vec![0.0; g.in_channels * wide]),
-            |(padded, out), (dx, dy)| {
-                pad_sample(g, dy, padded);
-                // out [Cin, H(W+2p)] += w[:, :, tap]^T [Cin, Cout] padded[:, mirrored shift]
-                for (tap, shift) in taps(g) {
-                    let (mirrored, beta) = ((g.kernel - 1) * (row + 1) - shift, if tap == 0 { 0.0 } else { 1.0 });
-                    gemm(
-                        (g.in_channels, g.out_channels, wide),
-                        (&w[tap..], k, g.in_channels * k),
-                        (&padded[mirrored..], plane, 1),
-                        beta,
-                        (out, wide, 1),
-                    );
-                }
-                crop_rows(g, out, dx);
-            },
-        );
-        return;
+    if is_direct(g) {
+        let (n, cin, cout, h, width) = (g.batch, g.in_channels, g.out_channels, g.height, g.width);
+        return direct::backward_input(Isa::best(), n, cin, cout, h, width, dy, w, dx);
     }
+    let dy_samples = dy.par_chunks_exact(g.out_channels * pixels);
     dx.par_chunks_exact_mut(g.in_channels * g.height * g.width).zip(dy_samples).for_each_init(
         || vec![0.0; if is_pointwise(g) { 0 } else { kdim * pixels }],
         |col, (dx, dy)| {
@@ -291,44 +211,22 @@ const WEIGHT_GRAD_GROUPS: usize = 16;
 
 pub fn conv2d_backward_weight(g: &Conv2d, dy: &[f32], x: &[f32], dw: &mut [f32]) {
     check_lengths(g, x.len(), dw.len(), dy.len());
+    if is_direct(g) {
+        let (n, cin, cout, h, width) = (g.batch, g.in_channels, g.out_channels, g.height, g.width);
+        return direct::backward_weight(Isa::best(), n, cin, cout, h, width, dy, x, dw);
+    }
     let (kdim, pixels) = (g.in_channels * g.kernel * g.kernel, g.out_height() * g.out_width());
     let (x_len, dy_len) = (g.in_channels * g.height * g.width, g.out_channels * pixels);
     let per_group = g.batch.div_ceil(WEIGHT_GRAD_GROUPS).max(1);
     let groups = g.batch.div_ceil(per_group);
-    let (row, plane, padded_len) = padded_grid(g, g.in_channels);
-    let wide = g.height * row;
     let partials: Vec<Vec<f32>> = (0..groups)
         .into_par_iter()
         .map(|group| {
             let mut partial = vec![0.0; dw.len()];
-            let mut col = vec![0.0; if is_pointwise(g) || is_shifted(g) { 0 } else { kdim * pixels }];
-            let (mut padded, mut dy_wide) = if is_shifted(g) {
-                (vec![0.0; padded_len], vec![0.0; g.out_channels * wide])
-            } else {
-                (vec![], vec![])
-            };
+            let mut col = vec![0.0; if is_pointwise(g) { 0 } else { kdim * pixels }];
             let samples = group * per_group..((group + 1) * per_group).min(g.batch);
             for s in samples {
                 let (x, dy) = (&x[s * x_len..(s + 1) * x_len], &dy[s * dy_len..(s + 1) * dy_len]);
-                if is_shifted(g) {
-                    // dw[:, :, tap] [Cout, Cin] += dy [Cout, H(W+2p)] padded[:, shift]^T, with dy
-                    // on rows of W + 2p whose extra columns are 0, so they add nothing.
-                    pad_sample(g, x, &mut padded);
-                    for (wide, dy) in dy_wide.chunks_exact_mut(row).zip(dy.chunks_exact(g.width)) {
-                        wide[..g.width].copy_from_slice(dy);
-                    }
-                    let k = g.kernel * g.kernel;
-                    for (tap, shift) in taps(g) {
-                        gemm(
-                            (g.out_channels, wide, g.in_channels),
-                            (&dy_wide, wide, 1),
-                            (&padded[shift..], 1, plane),
-                            1.0,
-                            (&mut partial[tap..], g.in_channels * k, k),
-                        );
-                    }
-                    continue;
-                }
                 let col: &[f32] = if is_pointwise(g) {
                     x
                 } else {
@@ -381,13 +279,13 @@ pub fn channel_sum(n: usize, c: usize, s: usize, x: &[f32], out: &mut [f32], per
             return;
         }
         // Output o = (sample, channel) sums the contiguous run x[o * s..(o + 1) * s].
-        out.par_iter_mut()
-            .zip(x.par_chunks_exact(s))
-            .for_each(|(o, run)| *o = run.iter().map(|&v| v as f64).sum::<f64>() as f32);
+        // Eight f64 lanes (sum_f64): one running f64 sum was an add-latency chain per value,
+        // about 4% of a CPU training step over the bias gradients.
+        out.par_iter_mut().zip(x.par_chunks_exact(s)).for_each(|(o, run)| *o = sum_f64(run, |v| v) as f32);
     } else {
         assert_eq!(out.len(), c, "channel_sum: output length");
         out.par_iter_mut().enumerate().for_each(|(ch, o)| {
-            let total: f64 = (0..n).map(|b| x[(b * c + ch) * s..][..s].iter().map(|&v| v as f64).sum::<f64>()).sum();
+            let total: f64 = (0..n).map(|b| sum_f64(&x[(b * c + ch) * s..][..s], |v| v)).sum();
             *o = total as f32;
         });
     }

@@ -4,21 +4,26 @@
 //! convolutions via im2col). Each `*.rs` here mirrors the file of the same name in `../gpu/`.
 
 mod conv;
+pub mod direct;
 mod elementwise;
 mod loss;
 mod math;
 mod norm;
 mod optim;
+mod pool;
 mod random;
+pub mod simd;
 
-use std::cell::{Ref, RefCell, RefMut};
+use std::cell::{Ref, RefMut};
 use std::rc::Rc;
 
 use super::{AdamStep, Backend, Conv2d, Metric, RandomKey};
 use crate::tensor::Tensor;
 use crate::Result;
 
-pub type CpuStorage = Rc<RefCell<Vec<f32>>>;
+pub use pool::CpuBuffer;
+
+pub type CpuStorage = Rc<CpuBuffer>;
 pub type CpuTensor = Tensor<CpuStorage>;
 
 #[derive(Default)]
@@ -50,11 +55,11 @@ impl Backend for CpuBackend {
     }
 
     fn empty(&self, shape: &[usize]) -> CpuTensor {
-        self.zeros(shape)
+        Tensor::new(Rc::new(CpuBuffer::uninit(shape.iter().product())), shape)
     }
 
     fn zeros(&self, shape: &[usize]) -> CpuTensor {
-        Tensor::new(Rc::new(RefCell::new(vec![0.0; shape.iter().product()])), shape)
+        Tensor::new(Rc::new(CpuBuffer::zeros(shape.iter().product())), shape)
     }
 
     fn upload(&self, values: &[f32], shape: &[usize]) -> CpuTensor {
@@ -64,7 +69,7 @@ impl Backend for CpuBackend {
             "upload of {} values into shape {shape:?}",
             values.len()
         );
-        Tensor::new(Rc::new(RefCell::new(values.to_vec())), shape)
+        Tensor::new(Rc::new(CpuBuffer::from_vec(values.to_vec())), shape)
     }
 
     fn write(&self, dst: &CpuTensor, values: &[f32]) {

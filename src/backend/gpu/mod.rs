@@ -182,6 +182,10 @@ impl Backend for GpuBackend {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
+    fn work_counts(&self) -> Option<super::WorkCounts> {
+        Some(self.launcher.work_counts())
+    }
+
     fn flush(&self) {
         self.launcher.flush();
     }
