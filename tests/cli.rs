@@ -63,6 +63,27 @@ fn train_resume_sample_and_eval_from_the_command_line() {
     let header = String::from_utf8_lossy(&npy[..128]);
     assert!(header.contains("'shape': (5, 1, 28, 28") && header.contains("<f4"), "{header}");
     assert!(npy.len() >= 5 * 784 * 4);
+    // --clamp keeps the .npy in the digits' range [-1, 1], as the PNG is.
+    succeeds(&[
+        "sample",
+        "--checkpoint",
+        out,
+        "--count",
+        "5",
+        "--backend",
+        "cpu",
+        "--out",
+        png_s,
+        "--npy",
+        npy_s,
+        "--clamp",
+    ]);
+    let npy = std::fs::read(dir.join("s.npy")).unwrap();
+    let header_len = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    let values: Vec<f32> =
+        npy[10 + header_len..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(values.len(), 5 * 784);
+    assert!(values.iter().all(|v| (-1.0..=1.0).contains(v)));
 
     let report = succeeds(&["eval", "--checkpoint", out, "--count", "50", "--backend", "cpu", "--markdown", "t"]);
     assert!(

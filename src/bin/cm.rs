@@ -194,9 +194,13 @@ struct SampleArgs {
     /// PNG grid of the samples.
     #[arg(long, default_value = "samples.png")]
     out: PathBuf,
-    /// Also write the raw samples [count, 1, 28, 28] as float32 .npy.
+    /// Also write the samples [count, 1, 28, 28] as float32 .npy: the network's raw outputs,
+    /// which can leave the digits' range [-1, 1] (the PNG is clamped); see --clamp.
     #[arg(long)]
     npy: Option<PathBuf>,
+    /// Clamp the .npy values to [-1, 1], as the PNG and `cm eval` do.
+    #[arg(long)]
+    clamp: bool,
     #[arg(long, value_enum, default_value = "gpu")]
     backend: BackendChoice,
 }
@@ -282,10 +286,6 @@ enum Command {
         #[arg(long, default_value = "small")]
         conv_config: String,
     },
-    /// Train an MNIST classifier (`consistency::eval::classifier`) and write its weights as
-    /// safetensors: the MNIST-FID network (shipped as assets/mnist-classifier.safetensors) or
-    /// the perceptual distance's (assets/mnist-perceptual.safetensors, `--network perceptual
-    /// --seed 1`).
     /// Draw the paper's figures (docs/figures/*.png) and their table from recorded runs'
     /// logs (`scripts/paper-figures` records them in docs/figures/data).
     Plot {
@@ -296,6 +296,10 @@ enum Command {
         #[arg(long, default_value = "docs/figures")]
         out: PathBuf,
     },
+    /// Train an MNIST classifier (`consistency::eval::classifier`) and write its weights as
+    /// safetensors: the MNIST-FID network (shipped as assets/mnist-classifier.safetensors) or
+    /// the perceptual distance's (assets/mnist-perceptual.safetensors, `--network perceptual
+    /// --seed 1`).
     TrainClassifier {
         /// Which network: fid or perceptual.
         #[arg(long, value_enum, default_value = "fid")]
@@ -720,7 +724,8 @@ fn sample<B: Backend>(be: &B, args: &SampleArgs) -> consistency::Result<()> {
             .writer(&mut bytes)
             .begin_nd()
             .map_err(|e| io_error(path, e))?;
-        writer.extend(values.iter().copied()).map_err(|e| io_error(path, e))?;
+        let clamp = |v: f32| if args.clamp { v.clamp(-1.0, 1.0) } else { v };
+        writer.extend(values.iter().map(|&v| clamp(v))).map_err(|e| io_error(path, e))?;
         writer.finish().map_err(|e| io_error(path, e))?;
         write_atomically(path, &bytes)?;
         eprintln!("wrote {}", path.display());
