@@ -1,7 +1,9 @@
 //! The CPU backend: a plain-Rust twin of every GPU kernel. It is the reference the kernels are
 //! tested against (clear loops, f64 accumulation in reductions) and a usable fallback where
-//! there is no GPU (rayon across samples and channels, matrixmultiply's sgemm for
-//! convolutions via im2col). Each `*.rs` here mirrors the file of the same name in `../gpu/`.
+//! there is no GPU (rayon across samples and channels; register-tiled direct kernels for the 3x3
+//! stride-1 convolutions in `direct`, with run-time AVX2+FMA dispatch in `simd`; matrixmultiply's
+//! sgemm for the rest). `conv`, `elementwise`, `loss`, `norm`, `optim` and `random` mirror the
+//! files of the same name in `../gpu/`.
 
 mod conv;
 pub mod direct;
