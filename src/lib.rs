@@ -30,6 +30,10 @@
 //!   runs' logs (`cm plot`).
 //! - [`bench`](mod@bench): kernel and network timings on any backend.
 //! - [`selftest`]: the GPU checked against the CPU twin wherever the engine runs (the page).
+//! - [`session`]: a run held on one backend as an application uses it: train, sample, view,
+//!   edit, classify, save (the page's engine; natively tested).
+//! - `web` (wasm32 only): the browser binding over a session, WebGPU detection, the page's
+//!   constants.
 
 pub mod backend;
 pub mod bench;
@@ -49,6 +53,7 @@ pub mod random;
 pub mod sample;
 pub mod schedule;
 pub mod selftest;
+pub mod session;
 pub mod tensor;
 pub mod train;
 pub mod views;

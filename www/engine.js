@@ -5,6 +5,8 @@
 // and sampling batches are split across them (data parallelism). Either way
 // `call(method, ...args)` runs one Studio method at a time, in order.
 
+import { PIXELS } from "./page.js";
+
 export class LocalEngine {
   constructor(studio) {
     this.studio = studio;
@@ -124,8 +126,8 @@ export class CpuEngine {
   async sample(count, seed, options) {
     const slices = split(count, this.workers.length);
     const parts = await Promise.all(slices.map(([a, b], i) => this.workers[i].call("sample_rows", [a, b, seed, options])));
-    const out = new Uint8Array(count * 784);
-    parts.forEach((part, i) => out.set(part, slices[i][0] * 784));
+    const out = new Uint8Array(count * PIXELS);
+    parts.forEach((part, i) => out.set(part, slices[i][0] * PIXELS));
     return out;
   }
 

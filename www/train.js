@@ -1,0 +1,211 @@
+// The train panel: a run trained a chunk of steps per call, sized to about half a second, the
+// loop driven by the engine's promises (not by requestAnimationFrame), so it keeps going in a
+// background tab and input is answered between chunks; previews, autosave in this browser,
+// pause and resume, a fresh run from the settings, and runs downloaded, uploaded or shipped.
+
+import { $, DISTILLED, PRETRAINED, fetchWithProgress, message, page, show } from "./page.js";
+import { drawDigits, drawLossChart } from "./draw.js";
+import { forgetRun, saveRun } from "./store.js";
+import { askedChunk } from "./url.js";
+import { loadMnist } from "./mnist.js";
+import { refreshStatus } from "./status.js";
+import { compareButtons } from "./compare.js";
+import { sample } from "./sample.js";
+import { showStrip, stripShown } from "./strip.js";
+
+const AUTOSAVE_SECONDS = 30;
+const PREVIEW_SECONDS = 3;
+
+const train = {
+  losses: [], // [step, loss]
+  lastSave: 0,
+  lastPreview: 0,
+  previewGap: PREVIEW_SECONDS * 1000,
+  maxLag: 0,
+};
+
+// The loss curve so far (also in a data attribute, for the tests).
+export function chartLosses(losses = train.losses) {
+  train.losses = losses;
+  const canvas = $("loss-chart");
+  canvas.dataset.points = JSON.stringify(train.losses);
+  drawLossChart(canvas, train.losses);
+}
+
+// The Train panel's settings, as `Studio.restart` takes them.
+export function settings() {
+  const form = new FormData($("settings"));
+  return {
+    widths: form.get("widths"),
+    recipe: form.get("recipe"),
+    loss: form.get("loss") || undefined,
+    totalSteps: Number(form.get("totalSteps")),
+    batch: Number(form.get("batch")),
+    lr: Number(form.get("lr")),
+    seed: Number(form.get("seed")),
+    conditional: form.get("conditional") === "on",
+  };
+}
+
+export function trainButtons() {
+  const idle = page.engine !== null && !page.training;
+  $("train-run").disabled = !idle;
+  $("train-pause").disabled = !page.training;
+  for (const id of ["train-reset", "train-download", "train-upload", "train-pretrained", "train-distilled", "engine-choice"]) {
+    $(id).disabled = !idle;
+  }
+  compareButtons();
+  $("train-run").textContent = train.losses.length && !page.training ? "Resume" : "Train";
+}
+
+// 16 digits from the EMA weights. On a slow adapter a preview can cost as much as several
+// training steps, so the next one waits at least five times as long as this one took.
+async function preview() {
+  const started = performance.now();
+  const gray = await page.engine.call("sample", 16, 0, {});
+  drawDigits($("train-samples"), gray, 4, 2);
+  if (stripShown) await showStrip(true);
+  train.lastPreview = performance.now();
+  train.previewGap = Math.max(PREVIEW_SECONDS * 1000, 5 * (train.lastPreview - started));
+}
+
+async function autosave() {
+  const bytes = await page.engine.call("snapshot");
+  await saveRun({ bytes, losses: train.losses, savedAt: Date.now() });
+  train.lastSave = performance.now();
+}
+
+// How late the page answers: a timer asks for 100 ms and we record how much later it ran. Long
+// tasks on the page's thread (what would make clicks and typing lag) show up here.
+function watchLag() {
+  let expected = performance.now() + 100;
+  const tick = () => {
+    if (!page.training) return;
+    const now = performance.now();
+    // Hidden tabs throttle timers on purpose; that is not lag a person could feel.
+    if (!document.hidden) train.maxLag = Math.max(train.maxLag, now - expected);
+    $("stat-lag").textContent = `${train.maxLag.toFixed(0)} ms`;
+    expected = now + 100;
+    setTimeout(tick, 100);
+  };
+  setTimeout(tick, 100);
+}
+
+async function trainLoop() {
+  if (page.training) return;
+  page.training = true;
+  train.maxLag = 0;
+  trainButtons();
+  const status = $("train-status");
+  const maxChunk = askedChunk() ?? 64;
+  try {
+    await loadMnist();
+    let chunk = 1;
+    let status0 = await refreshStatus();
+    // A run below K stops at K, the end of its curriculum; one already past it (the pretrained
+    // run) goes on at its final N until paused.
+    const stopAt = status0.step < status0.totalSteps ? status0.totalSteps : Infinity;
+    show(status, "ready", "Training…");
+    watchLag();
+    while (page.training && status0.step < stopAt) {
+      chunk = Math.min(chunk, stopAt - status0.step);
+      const started = performance.now();
+      const loss = await page.engine.call("train", chunk);
+      const seconds = (performance.now() - started) / 1000;
+      status0 = await refreshStatus();
+      train.losses.push([status0.step, loss]);
+      const rate = chunk / seconds;
+      $("stat-loss").textContent = loss.toPrecision(4);
+      $("stat-rate").textContent = rate.toFixed(2);
+      $("stat-images").textContent = (rate * status0.batch).toFixed(0);
+      chartLosses();
+      // Aim at about half a second per call: long enough to amortize the readback, short
+      // enough for Pause to answer at once.
+      chunk = Math.max(1, Math.min(maxChunk, Math.round(0.5 * rate)));
+      const now = performance.now();
+      if (now - train.lastPreview > train.previewGap) await preview();
+      if (now - train.lastSave > AUTOSAVE_SECONDS * 1000) await autosave();
+    }
+    await preview();
+    await autosave();
+    page.training = false;
+    trainButtons();
+    if (status0.step >= stopAt) show(status, "ready", `Reached step ${status0.step}, the end of the curriculum (K).`);
+    else show(status, "ready", `Paused at step ${status0.step}; saved in this browser.`);
+  } catch (error) {
+    // A NaN loss or a lost device: the engine is back at its last good state.
+    show(status, "error", message(error));
+    try {
+      await refreshStatus();
+      await preview();
+    } catch (again) {
+      show(status, "error", `${message(error)} The GPU no longer answers (${message(again)}); reload the page: your last autosave is kept.`);
+    }
+  } finally {
+    page.training = false;
+    trainButtons();
+  }
+}
+
+async function resetRun() {
+  try {
+    await page.engine.call("restart", settings());
+    chartLosses([]);
+    await refreshStatus();
+    await preview();
+    await autosave();
+    show($("train-status"), "ready", "A fresh run at step 0; press Train.");
+  } catch (error) {
+    show($("train-status"), "error", message(error));
+  }
+  trainButtons();
+}
+
+async function download() {
+  const bytes = await page.engine.call("snapshot");
+  const s = await page.engine.call("status");
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+  link.download = `consistency-${s.widths.join("-")}-step${s.step}.safetensors`;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+}
+
+async function loadRun(bytes, what) {
+  try {
+    await page.engine.call("load", bytes);
+    chartLosses([]);
+    const s = await refreshStatus();
+    await preview();
+    await autosave();
+    show($("train-status"), "ready", `Loaded ${what}: step ${s.step}.`);
+    await sample();
+  } catch (error) {
+    show($("train-status"), "error", `${what}: ${message(error)}. Nothing was changed.`);
+  }
+}
+
+// A shipped run in place of this browser's.
+async function loadShipped(file, what) {
+  await forgetRun();
+  await loadRun(await fetchWithProgress(file, $("load-model")), what);
+}
+
+export const loadDistilled = () => loadShipped(DISTILLED, "the distilled model");
+
+export function wireTrain() {
+  $("train-run").addEventListener("click", trainLoop);
+  $("train-pause").addEventListener("click", () => {
+    page.training = false;
+    $("train-pause").disabled = true;
+  });
+  $("train-reset").addEventListener("click", resetRun);
+  $("train-download").addEventListener("click", download);
+  $("train-upload").addEventListener("change", async (event) => {
+    const file = event.target.files[0];
+    if (file) await loadRun(new Uint8Array(await file.arrayBuffer()), file.name);
+    event.target.value = "";
+  });
+  $("train-pretrained").addEventListener("click", () => loadShipped(PRETRAINED, "the pretrained model"));
+  $("train-distilled").addEventListener("click", loadDistilled);
+}
