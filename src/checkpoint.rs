@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::backend::Metric;
+use crate::eval::readout::Readout;
 use crate::model::Model;
 use crate::nn::{ParamLayout, UNet, Widths};
 use crate::ode::Solver;
@@ -46,6 +47,9 @@ pub struct Checkpoint {
     /// stored as `teacher.*` tensors so that the run resumes and reproduces from its file
     /// alone.
     pub teacher: Option<Vec<f32>>,
+    /// The legibility readings taken along the run (the page's live readout), oldest first;
+    /// stored as the `legibility` metadata entry (absent when there are none).
+    pub readouts: Vec<Readout>,
 }
 
 impl Checkpoint {
@@ -62,6 +66,7 @@ impl Checkpoint {
             step: 0,
             states: [init.clone(), init.clone(), init, zeros.clone(), zeros],
             teacher: None,
+            readouts: Vec::new(),
         }
     }
 
@@ -97,6 +102,7 @@ impl Checkpoint {
             step: 0,
             states: [weights.clone(), weights.clone(), weights.clone(), zeros.clone(), zeros],
             teacher: keeps.then_some(weights),
+            readouts: Vec::new(),
         })
     }
 
@@ -180,7 +186,11 @@ impl Checkpoint {
             let extra = tensors.names().into_iter().find(|n| !known.iter().any(|k| k == n)).unwrap_or_default();
             return Err(invalid(format!("unexpected tensor '{extra}' (the {widths:?} network has no such parameter)")));
         }
-        Ok(Checkpoint { widths, classes, config, step, states, teacher })
+        let readouts = match meta.0.get("legibility") {
+            Some(text) => Readout::parse(text)?,
+            None => Vec::new(),
+        };
+        Ok(Checkpoint { widths, classes, config, step, states, teacher, readouts })
     }
 
     fn metadata(&self) -> HashMap<String, String> {
@@ -237,6 +247,9 @@ impl Checkpoint {
         put("sampling_ema", c.sampling_ema.to_string());
         put("max_grad_norm", c.max_grad_norm.to_string());
         put("seed", c.seed.to_string());
+        if !self.readouts.is_empty() {
+            put("legibility", Readout::to_text(&self.readouts));
+        }
         m
     }
 }

@@ -15,6 +15,7 @@ use crate::backend::{BTensor, Backend};
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::mnist::{Mnist, CLASSES};
 use crate::eval::classifier::to_model_range;
+use crate::eval::readout::{Reading, Readout};
 use crate::eval::Evaluator;
 use crate::model::{Model, Preconditioning};
 use crate::nn::Widths;
@@ -387,7 +388,8 @@ impl<B: Backend> Session<B> {
                     state.step, self.saved.step
                 )));
             }
-            self.saved = state;
+            let readouts = std::mem::take(&mut self.saved.readouts);
+            self.saved = Checkpoint { readouts, ..state };
         }
         self.saved.to_bytes()
     }
@@ -448,14 +450,31 @@ impl<B: Backend> Session<B> {
         Ok(())
     }
 
-    /// The digits the project's MNIST classifier (shipped weights, on this session's backend)
-    /// reads in `gray` (whole 28x28 digits of gray levels): one class 0-9 per digit.
-    pub async fn classify(&mut self, gray: &[u8]) -> Result<Vec<u8>> {
+    /// What the project's MNIST classifier (shipped weights, on this session's backend) reads
+    /// in `gray` (whole 28x28 digits of gray levels): each digit's class, the share read with
+    /// p >= 0.9 and each digit's share.
+    pub async fn classify(&mut self, gray: &[u8]) -> Result<Reading> {
         edits::digit_count("digits", gray)?;
         if self.evaluator.is_none() {
             self.evaluator = Some(Evaluator::shipped(&self.be)?);
         }
         let evaluator = self.evaluator.as_ref().expect("loaded");
-        Ok(evaluator.classify_host(&self.be, &to_model_range(gray)).await?.classes)
+        Ok(Reading::new(&evaluator.classify_host(&self.be, &to_model_range(gray)).await?))
+    }
+
+    /// The live readout: reads `gray` (samples of the run at its current step, as the page
+    /// draws them with each preview) and keeps the reading in the run, so that its file carries
+    /// the curve ([`Checkpoint::readouts`]). Returns the reading.
+    pub async fn read_legibility(&mut self, gray: &[u8]) -> Result<Readout> {
+        let reading = self.classify(gray).await?;
+        let readout = Readout::new(self.config_and_step().1, &reading);
+        self.saved.readouts.retain(|r| r.step < readout.step);
+        self.saved.readouts.push(readout.clone());
+        Ok(readout)
+    }
+
+    /// The readings taken along the run, oldest first.
+    pub fn readouts(&self) -> &[Readout] {
+        &self.saved.readouts
     }
 }

@@ -516,7 +516,8 @@ impl<B: Backend> Trainer<B> {
             None => None,
         };
         let (widths, classes) = (self.model.net.widths, self.model.net.classes);
-        Ok(Checkpoint { widths, classes, config: self.config.clone(), step: self.step, states, teacher })
+        let readouts = Vec::new();
+        Ok(Checkpoint { widths, classes, config: self.config.clone(), step: self.step, states, teacher, readouts })
     }
 
     fn key(&self, stream: u32) -> RandomKey {

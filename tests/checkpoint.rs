@@ -321,3 +321,29 @@ fn a_conditional_checkpoint_round_trips() {
     let error = Checkpoint::from_bytes(&relabelled).unwrap_err().to_string();
     assert!(error.contains("missing tensor 'online.label.weight'"), "{error}");
 }
+
+/// The live readout's readings travel in the file's metadata; a damaged entry is refused with
+/// what is wrong, never half read.
+#[test]
+fn legibility_readings_round_trip_and_damaged_ones_are_refused() {
+    use consistency::eval::readout::Readout;
+    let mut run = Checkpoint::start(Widths::TINY, 0, TrainConfig::improved(50));
+    let shares = [10.0, 11.25, 9.5, 10.0, 8.75, 10.5, 9.0, 10.0, 11.0, 10.0];
+    run.readouts = vec![
+        Readout { step: 0, count: 256, legible: 0.0625, shares },
+        Readout { step: 300, count: 256, legible: 0.5, shares },
+    ];
+    let back = Checkpoint::from_bytes(&run.to_bytes().unwrap()).unwrap();
+    assert_eq!(back, run);
+    assert_eq!(Readout::parse("").unwrap(), []);
+    for bad in [
+        "300 256 0.5",
+        "300 256 1.5 10 10 10 10 10 10 10 10 10 10",
+        "x 256 0.5 10 10 10 10 10 10 10 10 10 10",
+        "300 256 NaN 10 10 10 10 10 10 10 10 10 10",
+        "300 256 0.5 -1 10 10 10 10 10 10 10 10 10",
+    ] {
+        let error = Readout::parse(bad).unwrap_err().to_string();
+        assert!(error.contains("legibility reading"), "{bad}: {error}");
+    }
+}

@@ -79,7 +79,7 @@ fn sampled_rows_are_rows_of_the_batch_and_the_kept_classifier_reads_them() {
     let rows = block_on(run.sample(5..9, 3, &options)).unwrap();
     assert_eq!(rows, batch[5 * PIXELS..9 * PIXELS], "rows 5..9 of the same batch");
 
-    let classes = block_on(run.classify(&batch)).unwrap();
+    let classes = block_on(run.classify(&batch)).unwrap().classes;
     assert_eq!(classes.len(), 16);
     let distinct: std::collections::BTreeSet<_> = classes.iter().collect();
     assert!(distinct.len() >= 5, "the classifier reads a variety of digits: {classes:?}");
@@ -87,7 +87,34 @@ fn sampled_rows_are_rows_of_the_batch_and_the_kept_classifier_reads_them() {
     let be = cpu();
     let fresh = block_on(Evaluator::shipped(&be).unwrap().classify_host(&be, &to_model_range(&batch))).unwrap();
     assert_eq!(classes, fresh.classes);
-    assert_eq!(block_on(run.classify(&batch[..PIXELS])).unwrap(), classes[..1]);
+    assert_eq!(block_on(run.classify(&batch[..PIXELS])).unwrap().classes, classes[..1]);
+}
+
+#[test]
+fn the_live_readout_reads_samples_and_the_run_file_keeps_the_readings() {
+    let mut run = session("consistency-small.safetensors");
+    let step = run.status().step;
+    assert!(run.readouts().is_empty(), "the shipped run has no readings");
+    let batch = block_on(run.sample(0..64, 11, &SampleOptions::default())).unwrap();
+    let readout = block_on(run.read_legibility(&batch)).unwrap();
+    assert_eq!((readout.step, readout.count), (step, 64));
+    // The shipped model: about half its one-step samples are read with p >= 0.9.
+    assert!((0.2..0.9).contains(&readout.legible), "legible share {}", readout.legible);
+    let total: f64 = readout.shares.iter().sum();
+    assert!((total - 100.0).abs() < 1e-9, "the shares add up to 100%: {total}");
+    // Legibility is the share with p >= 0.9 of what classify reads.
+    assert_eq!(block_on(run.classify(&batch)).unwrap().legible, readout.legible);
+
+    // The readings travel in the run's file, to a fresh session and back.
+    let bytes = block_on(run.snapshot()).unwrap();
+    let mut back = Session::new(cpu(), Checkpoint::from_bytes(&bytes).unwrap());
+    assert_eq!(back.readouts().len(), 1);
+    let again = &back.readouts()[0];
+    assert_eq!((again.step, again.count), (step, 64));
+    assert_eq!(again, &readout);
+    // A second reading at the same step replaces the first.
+    block_on(back.read_legibility(&batch[..16 * PIXELS])).unwrap();
+    assert_eq!(back.readouts().iter().map(|r| r.count).collect::<Vec<_>>(), [16]);
 }
 
 #[test]

@@ -15,6 +15,7 @@ import { compare } from "./compare.js";
 import { chartLosses, loadDistilled, trainButtons, wireTrain } from "./train.js";
 import { editKindChanged, wireEdit } from "./edit.js";
 import { engineChoice, openEngine, showEngine, wireBackend } from "./backend.js";
+import { loadReadouts } from "./readout.js";
 import { wireChecks } from "./checks.js";
 
 // Text in the page's prose that names a constant of the method (`data-constant="T"`).
@@ -65,6 +66,7 @@ async function start() {
   }
   chartLosses(losses);
   await refreshStatus();
+  await loadReadouts();
   for (const id of ["sample-run", "sample-next", "edit-run", "strip-run", "trace-run"]) $(id).disabled = false;
   trainButtons();
   await sample();

@@ -1,5 +1,5 @@
-// Drawing on canvases: digits (28x28 gray levels) in grids or one large, and the two charts
-// (the training loss, the schedule of a run).
+// Drawing on canvases: digits (28x28 gray levels) in grids or one large, and the charts (the
+// training loss, the live legibility readout, the schedule of a run).
 
 import { PIXELS, SIDE } from "./page.js";
 
@@ -89,6 +89,51 @@ export function drawLossChart(canvas, losses) {
   points.forEach(([s], i) => (i ? ctx.lineTo(px(s), py(logs[i])) : ctx.moveTo(px(s), py(logs[i]))));
   ctx.stroke();
   ctx.lineWidth = 1;
+}
+
+// The live readout's readings (Studio.readouts): the share read as a digit with p >= 0.9 over
+// the steps (0-100%), and the last reading's ten digit shares as bars, the 6-14% band shaded.
+export function drawReadoutChart(canvas, readouts) {
+  const { ctx, width, height } = blankChart(canvas);
+  if (readouts.length === 0) {
+    ctx.fillText("legible digits (%) appear here while training", 12, height / 2);
+    return;
+  }
+  const pad = { left: 36, right: 8, top: 8, bottom: 22 };
+  const bars = { width: 10 * 9, gap: 16 };
+  const right = width - pad.right - bars.width - bars.gap;
+  const steps = readouts.map((r) => r.step);
+  const [x0, x1] = [Math.min(...steps), Math.max(...steps)];
+  const px = (s) => pad.left + ((s - x0) / Math.max(1, x1 - x0)) * (right - pad.left);
+  const py = (share) => pad.top + (1 - share) * (height - pad.top - pad.bottom);
+  ctx.strokeStyle = "rgba(128,128,128,0.35)";
+  ctx.beginPath();
+  for (const share of [0, 0.5, 1]) {
+    ctx.moveTo(pad.left, py(share));
+    ctx.lineTo(right, py(share));
+    ctx.fillText(`${100 * share}%`, 2, py(share) + 4);
+  }
+  ctx.stroke();
+  ctx.fillText(`step ${x0}`, pad.left, height - 6);
+  ctx.fillText(`${x1}`, right - 30, height - 6);
+  ctx.strokeStyle = ctx.fillStyle = "#16a34a";
+  ctx.lineWidth = 1.5;
+  ctx.beginPath();
+  readouts.forEach((r, i) => (i ? ctx.lineTo(px(r.step), py(r.legible)) : ctx.moveTo(px(r.step), py(r.legible))));
+  ctx.stroke();
+  for (const r of readouts) ctx.fillRect(px(r.step) - 2, py(r.legible) - 2, 4, 4);
+  ctx.lineWidth = 1;
+  // Each digit's share of the last reading, on a 0-20% axis.
+  const left = width - pad.right - bars.width;
+  const by = (percent) => pad.top + (1 - Math.min(percent, 20) / 20) * (height - pad.top - pad.bottom);
+  ctx.fillStyle = "rgba(128,128,128,0.18)";
+  ctx.fillRect(left, by(14), bars.width, by(6) - by(14));
+  readouts.at(-1).shares.forEach((share, digit) => {
+    ctx.fillStyle = share < 6 || share > 14 ? "#dc2626" : "#3b82f6";
+    ctx.fillRect(left + digit * 9 + 1, by(share), 7, by(0) - by(share));
+  });
+  ctx.fillStyle = getComputedStyle(document.body).color;
+  ctx.fillText("0 … 9", left + 28, height - 6);
 }
 
 // The schedule view `v` (Studio.schedule): N(k) (blue, left axis) and mu(k) (orange, right

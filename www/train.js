@@ -12,15 +12,20 @@ import { refreshStatus } from "./status.js";
 import { compareButtons } from "./compare.js";
 import { sample } from "./sample.js";
 import { showStrip, stripShown } from "./strip.js";
+import { loadReadouts, takeReadout } from "./readout.js";
 
 const AUTOSAVE_SECONDS = 30;
 const PREVIEW_SECONDS = 3;
+// The live readout samples a few hundred digits: not at every preview.
+const READOUT_SECONDS = 15;
 
 const train = {
   losses: [], // [step, loss]
   lastSave: 0,
   lastPreview: 0,
   previewGap: PREVIEW_SECONDS * 1000,
+  lastReadout: 0,
+  readoutGap: READOUT_SECONDS * 1000,
   maxLag: 0,
 };
 
@@ -58,15 +63,21 @@ export function trainButtons() {
   $("train-run").textContent = train.losses.length && !page.training ? "Resume" : "Train";
 }
 
-// 16 digits from the EMA weights. On a slow adapter a preview can cost as much as several
-// training steps, so the next one waits at least five times as long as this one took.
-async function preview() {
-  const started = performance.now();
+// 16 digits from the EMA weights, and (less often, or with `reading`) the live readout. On a
+// slow adapter a preview can cost as much as several training steps, so the next one waits at
+// least five times as long as this one took, and the next reading ten times as long.
+async function preview({ reading = false } = {}) {
+  let started = performance.now();
   const gray = await page.engine.call("sample", 16, 0, {});
   drawDigits($("train-samples"), gray, 4, 2);
   if (stripShown) await showStrip(true);
   train.lastPreview = performance.now();
   train.previewGap = Math.max(PREVIEW_SECONDS * 1000, 5 * (train.lastPreview - started));
+  if (!reading && train.lastPreview - train.lastReadout < train.readoutGap) return;
+  started = performance.now();
+  await takeReadout();
+  train.lastReadout = performance.now();
+  train.readoutGap = Math.max(READOUT_SECONDS * 1000, 10 * (train.lastReadout - started));
 }
 
 async function autosave() {
@@ -126,7 +137,7 @@ async function trainLoop() {
       if (now - train.lastPreview > train.previewGap) await preview();
       if (now - train.lastSave > AUTOSAVE_SECONDS * 1000) await autosave();
     }
-    await preview();
+    await preview({ reading: true });
     await autosave();
     page.training = false;
     trainButtons();
@@ -152,7 +163,7 @@ async function resetRun() {
     await page.engine.call("restart", settings());
     chartLosses([]);
     await refreshStatus();
-    await preview();
+    await preview({ reading: true });
     await autosave();
     show($("train-status"), "ready", "A fresh run at step 0; press Train.");
   } catch (error) {
@@ -176,6 +187,7 @@ async function loadRun(bytes, what) {
     await page.engine.call("load", bytes);
     chartLosses([]);
     const s = await refreshStatus();
+    await loadReadouts();
     await preview();
     await autosave();
     show($("train-status"), "ready", `Loaded ${what}: step ${s.step}.`);

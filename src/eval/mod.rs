@@ -23,6 +23,7 @@
 
 pub mod classifier;
 pub mod frechet;
+pub mod readout;
 pub mod weights;
 
 use std::fmt;
@@ -98,8 +99,7 @@ impl Quality {
 
     /// Each digit's share of the images, in percent.
     pub fn shares(&self) -> [f64; CLASSES] {
-        let total = self.count.max(1) as f64;
-        self.class_histogram.map(|c| 100.0 * c as f64 / total)
+        readout::shares(&self.class_histogram)
     }
 
     /// The digits whose share lies outside [`BALANCED_SHARES`].

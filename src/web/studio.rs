@@ -203,7 +203,24 @@ impl Studio {
     /// another), on this engine's backend: resolves to a `Uint8Array` of classes 0-9. The
     /// classifier is loaded at the first call and kept.
     pub fn classify(&self, gray: Vec<u8>) -> js_sys::Promise {
-        bytes_call!(self, s => s.classify(&gray))
+        bytes_call!(self, s => async { s.classify(&gray).await.map(|reading| reading.classes) })
+    }
+
+    /// The live readout: what the classifier reads in `gray`, samples of the run at its current
+    /// step. Resolves to `{ step, count, legible, shares }` (legible: the share read with p >=
+    /// 0.9, 0 to 1; shares: each digit's, in percent), which the run keeps: `snapshot` writes
+    /// its readings into the file, `readouts` lists them.
+    pub fn read_legibility(&self, gray: Vec<u8>) -> js_sys::Promise {
+        on_engine(&self.slot, move |mut engine| async move {
+            let readout = with_session!(&mut *engine, s => s.read_legibility(&gray).await).map_err(js::error)?;
+            js::to_value(&readout)
+        })
+    }
+
+    /// The readings taken along the run (`read_legibility`), oldest first.
+    pub fn readouts(&self) -> Result<JsValue, JsValue> {
+        let mut engine = claim(&self.slot)?;
+        js::to_value(&with_session!(&mut *engine, s => s.readouts().to_vec()))
     }
 
     /// Data-parallel training, first half: samples `start..end` of the next step's batch.
