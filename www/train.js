@@ -24,7 +24,8 @@ const train = {
   lastSave: 0,
   lastPreview: 0,
   previewGap: PREVIEW_SECONDS * 1000,
-  lastReadout: 0,
+  // The first reading comes one gap into training: a fresh run's digits say nothing yet.
+  lastReadout: performance.now(),
   readoutGap: READOUT_SECONDS * 1000,
   maxLag: 0,
 };
@@ -118,6 +119,7 @@ async function trainLoop() {
     const stopAt = status0.step < status0.totalSteps ? status0.totalSteps : Infinity;
     show(status, "ready", "Training…");
     watchLag();
+    train.lastReadout = performance.now();
     while (page.training && status0.step < stopAt) {
       chunk = Math.min(chunk, stopAt - status0.step);
       const started = performance.now();
@@ -163,7 +165,8 @@ async function resetRun() {
     await page.engine.call("restart", settings());
     chartLosses([]);
     await refreshStatus();
-    await preview({ reading: true });
+    await loadReadouts();
+    await preview();
     await autosave();
     show($("train-status"), "ready", "A fresh run at step 0; press Train.");
   } catch (error) {

@@ -77,6 +77,18 @@ test("without WebGPU the page says it runs on the CPU and why, samples, and trai
     assert.ok(mean(losses.slice(-third)) < 0.5 * mean(losses.slice(0, third)), "the loss went down");
     assert.notEqual(await page.$eval("#loss-chart", (c) => c.toDataURL()), chartBefore, "the loss chart moved");
     assert.ok(worst < 500, `the page's thread never stalled for 500 ms (longest ${worst.toFixed(0)} ms)`);
+    // The live readout read the paused run's samples: the share read as a digit, charted.
+    const readings = JSON.parse(await page.getAttribute("#readout", "data-readings"));
+    console.log(`live readout: ${JSON.stringify(readings)}; ${await text(page, "#readout")}`);
+    assert.equal(readings.at(-1)?.[0], reached, "a reading at the step training paused at");
+    const legible = Number(await page.getAttribute("#readout", "data-legible"));
+    assert.ok(legible >= 0 && legible <= 1, `legible share ${legible}`);
+    assert.match(await text(page, "#readout-legible"), /^\d+%$/);
+    const green = await page.$eval("#readout-chart", (canvas) => {
+      const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+      return Array.from({ length: data.length / 4 }, (_, i) => data[4 * i + 1] > 120 && data[4 * i] < 60).filter(Boolean).length;
+    });
+    assert.ok(green > 0, "the readout chart draws the reading");
     await page.screenshot({ path: `${ARTIFACTS}/cpu-training.png`, fullPage: true });
     assert.deepEqual(errors, [], "console errors");
   } finally {
