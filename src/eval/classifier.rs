@@ -123,6 +123,11 @@ impl Classifier {
         Classifier { architecture, layout: l, stages, fc1, fc2 }
     }
 
+    /// The last linear layer (features -> logits), which `super::calibrate` refits.
+    pub fn head(&self) -> &Linear {
+        &self.fc2
+    }
+
     /// The output of every convolution stage (after its GroupNorm + SiLU) for digits x `[N, 1,
     /// 28, 28]` in [-1, 1], and what the backward passes need: the perceptual distance's
     /// features, and the start of [`Classifier::forward`].

@@ -21,6 +21,7 @@
 //! Everything works on any backend; functions that read results back are `async` (the browser
 //! cannot block), and native callers wrap them in `pollster::block_on`.
 
+pub mod calibrate;
 pub mod classifier;
 pub mod frechet;
 pub mod readout;
