@@ -100,6 +100,20 @@ impl Checkpoint {
         })
     }
 
+    /// Starts this run (at step 0) from another run's sampling weights where they match by
+    /// parameter name and shape: e.g. a class-conditional network from an unconditional one,
+    /// whose label embedding then keeps its initial values. theta, theta_minus and the sampling
+    /// EMA alike take them. Returns how many parameters were copied.
+    pub fn init_from(&mut self, from: &Checkpoint) -> usize {
+        let layout = self.model().net.layout;
+        let mut init = self.states[0].clone();
+        let copied = layout.copy_matching(&mut init, &from.model().net.layout, from.ema());
+        for state in &mut self.states[..3] {
+            state.clone_from(&init);
+        }
+        copied
+    }
+
     /// The network this run trains (a consistency model, or the EDM teacher's denoiser).
     pub fn model(&self) -> Model {
         self.config.objective.model(self.widths, self.classes)

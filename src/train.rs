@@ -15,6 +15,7 @@ use crate::model::{Cache, Model};
 use crate::ode::{self, Solver, Teacher};
 use crate::perceptual::Perceptual;
 use crate::random;
+use crate::sample::Sampler;
 use crate::schedule::{self, CtKind, CtSchedule, IndexChoice, NoiseLevels, Weighting};
 
 /// Pixels of an MNIST digit.
@@ -555,6 +556,17 @@ impl<B: Backend> Trainer<B> {
             return Err(crate::Error::Invalid(format!("the loss became {mean} before step {}", self.step)));
         }
         Ok(mean)
+    }
+
+    /// The sampler that measures the run's quality after the last step taken (`cm train
+    /// --fid-every`): the diffusion teacher and a progressive student sample by Euler steps
+    /// (the student's own count; the teacher's 18), a consistency model in one step.
+    pub fn quality_sampler(&self) -> crate::Result<Sampler> {
+        let steps = match self.config.objective {
+            Objective::Progressive { .. } => self.config.student_steps(self.step.saturating_sub(1)),
+            _ => 18,
+        };
+        Sampler::for_model(&self.model, &[], "euler", steps)
     }
 
     /// Records one training step and returns the batch's mean loss (a one-element tensor).
