@@ -17,6 +17,9 @@
 //!   improved-CT curricula, choice of noise level, weighting), in f64 on the host.
 //! - [`perceptual`]: the LPIPS-style perceptual distance on a frozen digit network, one of the
 //!   distances training can use.
+//! - [`vocabulary`]: one name table per enum a person names, shared by checkpoints, `cm` and
+//!   the page.
+//! - [`recipe`]: a run's configuration: the objective, the knobs, the paper's recipes.
 //! - [`train`]: consistency training (CT and improved CT), one recorded step at a time.
 //! - [`sample`]: one-step and multistep sampling.
 //! - [`views`]: what the page draws to show the idea: a digit's noise strip mapped back by f,
@@ -50,6 +53,7 @@ pub mod nn;
 pub mod ode;
 pub mod perceptual;
 pub mod random;
+pub mod recipe;
 pub mod sample;
 pub mod schedule;
 pub mod selftest;
@@ -57,6 +61,7 @@ pub mod session;
 pub mod tensor;
 pub mod train;
 pub mod views;
+pub mod vocabulary;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

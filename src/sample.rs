@@ -12,6 +12,7 @@ use crate::image::SIDE;
 use crate::model::{Model, Preconditioning};
 use crate::ode::{self, Solver, Teacher};
 use crate::schedule::{EPS, T};
+use crate::vocabulary::Named;
 
 /// `count` samples `[count, 1, 28, 28]` (not clamped) from weights `params`: `x = f(T z, T)`,
 /// then for each time point tau, descending in (eps, T): `x = f(x + sqrt(tau^2 - eps^2) z, tau)`

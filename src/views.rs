@@ -16,9 +16,9 @@ use crate::backend::{BTensor, Backend, RandomKey};
 use crate::image::SIDE;
 use crate::model::Model;
 use crate::random;
+use crate::recipe::TrainConfig;
 use crate::sample::{labels_for, noised, renoise};
 use crate::schedule::{karras_grid, EPS, T};
-use crate::train::TrainConfig;
 
 const PIXELS: usize = SIDE * SIDE;
 

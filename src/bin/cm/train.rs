@@ -12,7 +12,9 @@ use consistency::data::mnist::{Mnist, Split, CLASSES};
 use consistency::eval::{Evaluator, Quality};
 use consistency::nn::Widths;
 use consistency::ode::Solver;
-use consistency::train::{LossKind, Recipe, RecipeKind, TrainConfig, Trainer};
+use consistency::recipe::{LossKind, Recipe, RecipeKind, TrainConfig};
+use consistency::train::Trainer;
+use consistency::vocabulary::Named;
 use consistency::Error;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -133,23 +135,21 @@ pub struct Args {
     data: PathBuf,
 }
 
+/// The name a value of a flag is written as: the library's name of the value (the recipe and
+/// loss choices exist here only for their help texts).
+fn flag_name(value: impl ValueEnum) -> String {
+    value.to_possible_value().expect("no value is hidden").get_name().to_owned()
+}
+
 fn config_from_args(args: &Args) -> consistency::Result<TrainConfig> {
+    let mut kind = RecipeKind::parse(&flag_name(args.recipe))?;
+    if let RecipeKind::Distillation { solver } = &mut kind {
+        *solver = Solver::parse(&args.solver)?;
+    }
     Recipe {
-        kind: match args.recipe {
-            RecipeChoice::Improved => RecipeKind::Improved,
-            RecipeChoice::Original => RecipeKind::Original,
-            RecipeChoice::Teacher => RecipeKind::Teacher,
-            RecipeChoice::Distill => RecipeKind::Distillation { solver: Solver::parse(&args.solver)? },
-            RecipeChoice::Progressive => RecipeKind::Progressive,
-            RecipeChoice::Tuning => RecipeKind::Tuning,
-        },
+        kind,
         total_steps: args.total_steps.unwrap_or(args.steps),
-        loss: args.loss.map(|loss| match loss {
-            LossChoice::L2 => LossKind::L2,
-            LossChoice::L1 => LossKind::L1,
-            LossChoice::PseudoHuber => LossKind::PseudoHuber,
-            LossChoice::Perceptual => LossKind::Perceptual,
-        }),
+        loss: args.loss.map(|loss| LossKind::parse(&flag_name(loss))).transpose()?,
         s0: args.s0,
         s1: args.s1,
         label_dropout: args.label_dropout,
@@ -315,4 +315,19 @@ pub fn run<B: Backend>(be: &B, args: &Args) -> consistency::Result<()> {
         log_path.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_flag_value_is_a_name_of_the_library() {
+        for &recipe in RecipeChoice::value_variants() {
+            RecipeKind::parse(&flag_name(recipe)).unwrap();
+        }
+        for &loss in LossChoice::value_variants() {
+            LossKind::parse(&flag_name(loss)).unwrap();
+        }
+    }
 }
