@@ -6,18 +6,26 @@
 //! The few per-sample scalars of a step (the noise levels t_n and t_{n+1} and the weights) are
 //! drawn on the host from the same Philox stream the GPU would use and uploaded: a few hundred
 //! bytes, no round trip.
+//!
+//! This file holds the trainer's state, the data and noise of a step, the loss and its
+//! backward, and the optimizer step; each objective's gradient has its own file:
+//! `consistency.rs` (consistency training and distillation), `denoising.rs` (the diffusion
+//! teacher), `progressive.rs` (progressive distillation) and `tuning.rs` (consistency tuning).
+
+mod consistency;
+mod denoising;
+mod progressive;
+mod tuning;
 
 use std::ops::Range;
 
-use crate::backend::{AdamStep, BTensor, Backend, Metric, RandomKey};
+use crate::backend::{AdamStep, BTensor, Backend, RandomKey};
 use crate::checkpoint::Checkpoint;
 use crate::model::{Cache, Model};
-use crate::ode::{self, Solver, Teacher};
 use crate::perceptual::Perceptual;
 use crate::random;
 use crate::recipe::{Distance, Objective, TrainConfig};
 use crate::sample::Sampler;
-use crate::schedule::{self, NoiseLevels};
 
 /// Pixels of an MNIST digit.
 const PIXELS: usize = 28 * 28;
@@ -55,13 +63,6 @@ pub struct Trainer<B: Backend> {
 fn per_sample<B: Backend>(be: &B, values: impl Iterator<Item = f64>) -> BTensor<B> {
     let values: Vec<f32> = values.map(|v| v as f32).collect();
     be.upload(&values, &[values.len()])
-}
-
-/// The host-side draws of one step: per-sample noise levels and loss weights.
-struct Levels {
-    t_n: Vec<f64>,
-    t_next: Vec<f64>,
-    weight: Vec<f32>,
 }
 
 impl<B: Backend> Trainer<B> {
@@ -142,23 +143,6 @@ impl<B: Backend> Trainer<B> {
 
     fn key(&self, stream: u32) -> RandomKey {
         RandomKey { seed: self.config.seed, step: self.step, stream }
-    }
-
-    /// n for samples `rows` of the batch from the discretization N(k), then (t_n, t_{n+1}) and
-    /// lambda(t_n).
-    fn draw_levels(&self, discretization: usize, rows: Range<usize>) -> Levels {
-        let levels = NoiseLevels::new(discretization, self.config.index_choice);
-        let times = levels.times();
-        let key = self.key(STREAM_LEVEL);
-        let mut out = Levels { t_n: vec![], t_next: vec![], weight: vec![] };
-        for b in rows.start as u32..rows.end as u32 {
-            let i = levels.sample_index(random::uniform(key, b) as f64);
-            let (t_n, t_next) = (times[i], times[i + 1]);
-            out.t_n.push(t_n);
-            out.t_next.push(t_next);
-            out.weight.push(self.config.weighting.lambda(t_n, t_next) as f32);
-        }
-        out
     }
 
     /// Takes `steps` steps in one recording and reads back their mean loss: the one round trip
@@ -243,92 +227,6 @@ impl<B: Backend> Trainer<B> {
         (x, be.rows(&z, rows), labels)
     }
 
-    /// Section 4's denoising score matching for the EDM teacher: per sample ln t ~ N(-1.2,
-    /// 1.2^2) and the loss `lambda(t) mean_pixels (D(x + t z, t) - x)^2`.
-    fn denoising_gradients(&mut self, be: &B, rows: Range<usize>) -> BTensor<B> {
-        let count = rows.len();
-        let key = self.key(STREAM_LEVEL);
-        let times: Vec<f64> = (rows.start as u32..rows.end as u32)
-            .map(|b| (schedule::P_MEAN_EDM + schedule::P_STD_EDM * random::normal(key, b) as f64).exp())
-            .collect();
-        let (x, z, labels) = self.data_and_noise(be, rows);
-        let ones = be.upload(&vec![1.0; count], &[count]);
-        let t = be.upload(&times.iter().map(|&t| t as f32).collect::<Vec<_>>(), &[count]);
-        let noisy = be.empty(&[count, 1, 28, 28]);
-        be.scale_add(&ones, &x, &t, &z, &noisy);
-        let (denoised, cache) = self.model.forward(be, &self.params, &noisy, &times, &labels);
-        let weights: Vec<f64> = times.iter().map(|&t| schedule::edm_lambda(t)).collect();
-        self.backpropagate(be, Distance::Pixel(Metric::L2), &denoised, &x, &weights, &cache)
-    }
-
-    /// Section 10, one step of a progressive-distillation stage: for a student of M steps, n
-    /// uniform in 0..M, t = t_n and s = t_{n+1} on the student's Karras grid of M + 1 points
-    /// (descending from T), two Euler (DDIM) steps of the teacher t -> t' -> s on the nested
-    /// grid of 2M + 1 points, and the loss `w(t) ||D_student(x_t, t) - x_target||^2` with the
-    /// denoiser target that reaches the teacher's point in one step.
-    fn progressive_gradients(&mut self, be: &B, rows: Range<usize>) -> BTensor<B> {
-        let count = rows.len();
-        let steps = self.config.student_steps(self.step);
-        let fine: Vec<f64> = schedule::karras_grid(2 * steps + 1).into_iter().rev().collect();
-        let key = self.key(STREAM_LEVEL);
-        let index: Vec<usize> = (rows.start as u32..rows.end as u32)
-            .map(|b| ((random::uniform(key, b) as f64 * steps as f64) as usize).min(steps - 1))
-            .collect();
-        let at = |offset: usize| -> Vec<f64> { index.iter().map(|&i| fine[2 * i + offset]).collect() };
-        let (t, mid, s) = (at(0), at(1), at(2));
-
-        let (x, z, labels) = self.data_and_noise(be, rows);
-        let x_t = be.empty(&[count, 1, 28, 28]);
-        be.scale_add(&per_sample(be, t.iter().map(|_| 1.0)), &x, &per_sample(be, t.iter().copied()), &z, &x_t);
-        let (model, params) = self.teacher.as_ref().expect("a progressive distillation has its teacher");
-        let teacher = Teacher { model, params, labels: &labels, guidance: 1.0 };
-        let x_mid = ode::step(be, &teacher, Solver::Euler, &x_t, &t, &mid);
-        let x_s = ode::step(be, &teacher, Solver::Euler, &x_mid, &mid, &s);
-        let (a, b): (Vec<f64>, Vec<f64>) =
-            t.iter().zip(&s).map(|(&t, &s)| schedule::pd_target_coefficients(t, s)).unzip();
-        let target = be.empty(&[count, 1, 28, 28]);
-        be.scale_add(&per_sample(be, a.into_iter()), &x_s, &per_sample(be, b.into_iter()), &x_t, &target);
-
-        let (denoised, cache) = self.model.forward(be, &self.params, &x_t, &t, &labels);
-        let weights: Vec<f64> = t.iter().map(|&t| schedule::pd_weight(t)).collect();
-        self.backpropagate(be, Distance::Pixel(Metric::L2), &denoised, &target, &weights, &cache)
-    }
-
-    /// Section 11, one step of consistency tuning: ln t ~ N(-1.1, 2^2) (clamped to [eps, T]),
-    /// r at the current stage, and `d(f(x + t z, t), stopgrad f(x + r z, r)) / (t - r)` with the
-    /// online weights on both sides; where r <= eps the target is the clean digit x itself
-    /// (f(x, eps) = x exactly, so the same forward gives it).
-    fn tuning_gradients(&mut self, be: &B, rows: Range<usize>, q: f64) -> BTensor<B> {
-        let count = rows.len();
-        let stage = self.config.stage(self.step);
-        let key = self.key(STREAM_LEVEL);
-        let t: Vec<f64> = (rows.start as u32..rows.end as u32)
-            .map(|b| {
-                (schedule::P_MEAN + schedule::P_STD * random::normal(key, b) as f64)
-                    .exp()
-                    .clamp(schedule::EPS, schedule::T)
-            })
-            .collect();
-        let r: Vec<f64> = t.iter().map(|&t| schedule::ect_second_time(t, q, stage)).collect();
-        // The target's time, and its noise level (0 for the clean digit).
-        let r_time: Vec<f64> = r.iter().map(|&r| r.max(schedule::EPS)).collect();
-        let r_noise: Vec<f64> = r.iter().map(|&r| if r > schedule::EPS { r } else { 0.0 }).collect();
-
-        let (x, z, labels) = self.data_and_noise(be, rows);
-        let ones = per_sample(be, t.iter().map(|_| 1.0));
-        let x_t = be.empty(&[count, 1, 28, 28]);
-        be.scale_add(&ones, &x, &per_sample(be, t.iter().copied()), &z, &x_t);
-        let x_r = be.empty(&[count, 1, 28, 28]);
-        be.scale_add(&ones, &x, &per_sample(be, r_noise.into_iter()), &z, &x_r);
-
-        let (online, cache) = self.model.forward(be, &self.params, &x_t, &t, &labels);
-        let (target, _) = self.model.forward(be, &self.params, &x_r, &r_time, &labels);
-        // t = eps (a clamped draw) has r < eps too; its loss has no gradient (c_out(eps) = 0),
-        // and the weight is kept finite.
-        let weights: Vec<f64> = t.iter().zip(&r).map(|(&t, &r)| 1.0 / (t - r).max(1e-6)).collect();
-        self.backpropagate(be, self.config.distance, &online, &target, &weights, &cache)
-    }
-
     /// The slice's loss `mean_rows weight d(pred, target)` as its share of the batch's mean
     /// loss, and its gradient back through the network (from `pred`, whose forward left `cache`)
     /// into [`Trainer::grads`]. The loss ops average over the rows they see; weights scaled by
@@ -366,40 +264,6 @@ impl<B: Backend> Trainer<B> {
         be.sum(&per_sample, &loss, false, 1.0 / count as f32);
         self.model.backward(be, &self.params, &self.grads, cache, &d_pred);
         loss
-    }
-
-    /// Consistency training (Algorithm 3 with the iCT switches) on samples `rows` of the batch,
-    /// or, with a teacher's `solver`, consistency distillation (Algorithm 2): the same loss, but
-    /// the target network sees one solver step of the teacher's ODE from `x + t_{n+1} z` down to
-    /// t_n instead of `x + t_n z`.
-    fn consistency_gradients(&mut self, be: &B, rows: Range<usize>, distill: Option<(Solver, f64)>) -> BTensor<B> {
-        let count = rows.len();
-        let levels = self.draw_levels(self.config.discretization(self.step), rows.clone());
-
-        // x ~ data, z ~ N(0, I), one z shared by both points of the trajectory.
-        let (x, z, labels) = self.data_and_noise(be, rows);
-        let ones = be.upload(&vec![1.0; count], &[count]);
-        let noised = |t: &[f64]| {
-            let t = be.upload(&t.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[count]);
-            let out = be.empty(&[count, 1, 28, 28]);
-            be.scale_add(&ones, &x, &t, &z, &out);
-            out
-        };
-        let x_next = noised(&levels.t_next);
-        let x_n = match distill {
-            None => noised(&levels.t_n),
-            Some((solver, guidance)) => {
-                let (model, params) = self.teacher.as_ref().expect("a distillation run has its teacher");
-                let teacher = Teacher { model, params, labels: &labels, guidance };
-                ode::step(be, &teacher, solver, &x_next, &levels.t_next, &levels.t_n)
-            }
-        };
-
-        // L = lambda(t_n) d(f_theta(x + t_{n+1} z, t_{n+1}), stopgrad f_theta_minus(x + t_n z, t_n)).
-        let (online, cache) = self.model.forward(be, &self.params, &x_next, &levels.t_next, &labels);
-        let (target, _) = self.model.forward(be, &self.target, &x_n, &levels.t_n, &labels);
-        let weights: Vec<f64> = levels.weight.iter().map(|&w| w as f64).collect();
-        self.backpropagate(be, self.config.distance, &online, &target, &weights, &cache)
     }
 
     /// The gradient [`Trainer::apply`] uses: written by [`Trainer::gradients`], or by the caller
