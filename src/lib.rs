@@ -21,6 +21,7 @@
 //!   the page.
 //! - [`recipe`]: a run's configuration: the objective, the knobs, the paper's recipes.
 //! - [`train`]: consistency training (CT and improved CT), one recorded step at a time.
+//! - [`noise`]: the seeded noise of sampling and editing: noise a batch to a level, renoise.
 //! - [`sample`]: one-step and multistep sampling.
 //! - [`views`]: what the page draws to show the idea: a digit's noise strip mapped back by f,
 //!   multistep sampling step by step, the schedule.
@@ -50,6 +51,7 @@ pub mod gpu;
 pub mod image;
 pub mod model;
 pub mod nn;
+pub mod noise;
 pub mod ode;
 pub mod perceptual;
 pub mod random;

@@ -8,7 +8,7 @@ use std::ops::Range;
 use crate::backend::{BTensor, Backend};
 use crate::image::SIDE;
 use crate::model::Model;
-use crate::sample::noised;
+use crate::noise::noised;
 use crate::schedule::{karras_grid, T};
 use crate::vocabulary::Named;
 
