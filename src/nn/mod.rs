@@ -5,6 +5,7 @@
 //! network runs with the online, target or EMA weights by passing a different flat tensor, and
 //! the optimizer touches every parameter in one dispatch.
 
+pub mod classifier;
 pub mod layers;
 pub mod params;
 pub mod unet;

@@ -10,20 +10,20 @@ use std::collections::BTreeMap;
 
 use safetensors::{Dtype, SafeTensors};
 
-use super::classifier::Classifier;
+use super::Classifier;
 use crate::{Error, Result};
 
 /// The weights shipped with the library (trained by `cm train-classifier`).
-pub static SHIPPED: &[u8] = include_bytes!("../../assets/mnist-classifier.safetensors");
+pub static SHIPPED: &[u8] = include_bytes!("../../../assets/mnist-classifier.safetensors");
 
 /// The perceptual distance's network, shipped likewise (`cm train-classifier --network
 /// perceptual`).
-pub static PERCEPTUAL: &[u8] = include_bytes!("../../assets/mnist-perceptual.safetensors");
+pub static PERCEPTUAL: &[u8] = include_bytes!("../../../assets/mnist-perceptual.safetensors");
 
 /// What the metadata of a weights file records about its training.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WeightsInfo {
-    /// The [`super::classifier::Architecture`] name of the network the weights belong to.
+    /// The [`super::Architecture`] name of the network the weights belong to.
     pub architecture: String,
     /// Fraction of the 10,000 MNIST test digits classified correctly.
     pub test_accuracy: f64,
