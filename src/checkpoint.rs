@@ -12,10 +12,11 @@
 
 use std::collections::HashMap;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::SafeTensors;
 
 use crate::backend::Metric;
 use crate::model::Model;
+use crate::nn::weights_file::{self, Flaw};
 use crate::nn::{ParamLayout, UNet, Widths};
 use crate::ode::Solver;
 use crate::recipe::{Distance, LossKind, Objective, TrainConfig};
@@ -134,23 +135,16 @@ impl Checkpoint {
                 )));
             }
         }
-        // Little-endian bytes of every tensor, then views into them.
-        let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-        let teacher = self.teacher.iter().map(|flat| (&"teacher", flat));
-        for (state, flat) in STATES.iter().zip(&self.states).chain(teacher) {
-            for p in &layout.params {
-                let bytes = flat[p.offset..p.offset + p.len()].iter().flat_map(|v| v.to_le_bytes()).collect();
-                data.push((format!("{state}.{}", p.name), p.shape.clone(), bytes));
-            }
-        }
-        let views: Vec<(String, TensorView)> = data
+        let teacher = self.teacher.as_deref().map(|flat| ("teacher", flat));
+        let named: Vec<(String, &[f32])> = STATES
             .iter()
-            .map(|(name, shape, bytes)| {
-                let view = TensorView::new(Dtype::F32, shape.clone(), bytes).expect("shape matches the bytes");
-                (name.clone(), view)
-            })
+            .zip(&self.states)
+            .map(|(state, flat)| (*state, flat.as_slice()))
+            .chain(teacher)
+            .map(|(state, flat)| (format!("{state}."), flat))
             .collect();
-        safetensors::serialize(views, Some(self.metadata()))
+        let states: Vec<(&str, &[f32])> = named.iter().map(|(prefix, flat)| (prefix.as_str(), *flat)).collect();
+        weights_file::write(&layout, &states, self.metadata())
             .map_err(|e| Error::Invalid(format!("writing checkpoint: {e}")))
     }
 
@@ -362,27 +356,12 @@ fn config_from(meta: &Metadata) -> Result<TrainConfig> {
 /// One state's tensors gathered into a flat vector of `layout`, each checked by name, dtype and
 /// shape, and for finite values.
 fn read_state(tensors: &SafeTensors, layout: &ParamLayout, state: &str) -> Result<Vec<f32>> {
-    let mut flat = vec![0.0; layout.len];
-    for p in &layout.params {
-        let name = format!("{state}.{}", p.name);
-        let t = tensors.tensor(&name).map_err(|_| invalid(format!("missing tensor '{name}'")))?;
-        if t.dtype() != Dtype::F32 {
-            return Err(invalid(format!("tensor '{name}' is {:?}, expected F32", t.dtype())));
-        }
-        if t.shape() != p.shape.as_slice() {
-            return Err(invalid(format!(
-                "tensor '{name}' has shape {:?}, the network expects {:?}",
-                t.shape(),
-                p.shape
-            )));
-        }
-        let values = &mut flat[p.offset..p.offset + p.len()];
-        for (v, b) in values.iter_mut().zip(t.data().chunks_exact(4)) {
-            *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
-        if values.iter().any(|v| !v.is_finite()) {
-            return Err(invalid(format!("tensor '{name}' holds non-finite values")));
-        }
-    }
-    Ok(flat)
+    weights_file::read(tensors, layout, &format!("{state}.")).map_err(|(name, flaw, shape)| {
+        invalid(match flaw {
+            Flaw::Missing => format!("missing tensor '{name}'"),
+            Flaw::Dtype(dtype) => format!("tensor '{name}' is {dtype:?}, expected F32"),
+            Flaw::Shape(found) => format!("tensor '{name}' has shape {found:?}, the network expects {shape:?}"),
+            Flaw::NonFinite(_) => format!("tensor '{name}' holds non-finite values"),
+        })
+    })
 }

@@ -5,10 +5,11 @@
 //! them), minimises the softmax cross entropy with Adam and a cosine learning-rate decay, and
 //! needs no augmentation to pass 99% on the test set.
 
-use crate::backend::{AdamStep, BTensor, Backend, RandomKey};
+use crate::backend::{BTensor, Backend, RandomKey};
 use crate::data::mnist::{Mnist, CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
 use crate::nn::classifier::weights::WeightsInfo;
 use crate::nn::classifier::{filled, Architecture, Classifier};
+use crate::nn::Adam;
 
 /// Philox streams of one training step.
 const STREAM_BATCH: u32 = 0;
@@ -50,8 +51,7 @@ pub struct Trainer<B: Backend> {
     pub config: TrainConfig,
     pub params: BTensor<B>,
     grads: BTensor<B>,
-    adam_m: BTensor<B>,
-    adam_v: BTensor<B>,
+    adam: Adam<B>,
     images: B::Bytes,
     labels: B::Bytes,
     count: usize,
@@ -67,8 +67,7 @@ impl<B: Backend> Trainer<B> {
         Trainer {
             params: be.upload(&init, &[len]),
             grads: be.zeros(&[len]),
-            adam_m: be.zeros(&[len]),
-            adam_v: be.zeros(&[len]),
+            adam: Adam::new(be, len),
             images: be.upload_bytes(&data.images),
             labels: be.upload_bytes(&data.labels),
             count: data.count,
@@ -103,11 +102,7 @@ impl<B: Backend> Trainer<B> {
         be.softmax_cross_entropy_backward(&out.logits, &labels, &dlogits);
         self.net.backward(be, &self.params, &self.grads, &out.cache, &dlogits);
 
-        let grad_sumsq = be.empty(&[1]);
-        be.sum(&self.grads, &grad_sumsq, true, 1.0);
-        let adam =
-            AdamStep { lr: self.config.lr_at(k), beta1: 0.9, beta2: 0.999, eps: 1e-8, t: k + 1, max_grad_norm: 5.0 };
-        be.adam(&adam, &self.params, &self.grads, &self.adam_m, &self.adam_v, &grad_sumsq);
+        self.adam.step(be, &self.params, &self.grads, self.config.lr_at(k), k + 1, 5.0);
         self.step += 1;
         loss
     }

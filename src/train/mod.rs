@@ -19,9 +19,10 @@ mod tuning;
 
 use std::ops::Range;
 
-use crate::backend::{AdamStep, BTensor, Backend, RandomKey};
+use crate::backend::{BTensor, Backend, RandomKey};
 use crate::checkpoint::Checkpoint;
 use crate::model::{Cache, Model};
+use crate::nn::Adam;
 use crate::perceptual::Perceptual;
 use crate::random;
 use crate::recipe::{Distance, Objective, TrainConfig};
@@ -45,8 +46,7 @@ pub struct Trainer<B: Backend> {
     pub target: BTensor<B>,
     pub ema: BTensor<B>,
     grads: BTensor<B>,
-    adam_m: BTensor<B>,
-    adam_v: BTensor<B>,
+    adam: Adam<B>,
     data: B::Bytes,
     data_count: usize,
     /// The digits' labels, for a class-conditional network (empty otherwise).
@@ -84,8 +84,7 @@ impl<B: Backend> Trainer<B> {
             target: be.upload(init, &[len]),
             ema: be.upload(init, &[len]),
             grads: be.zeros(&[len]),
-            adam_m: be.zeros(&[len]),
-            adam_v: be.zeros(&[len]),
+            adam: Adam::new(be, len),
             data: be.upload_bytes(images),
             data_count,
             labels: if model.is_conditional() { labels.to_vec() } else { Vec::new() },
@@ -108,8 +107,7 @@ impl<B: Backend> Trainer<B> {
         let len = online.len();
         trainer.target = be.upload(target, &[len]);
         trainer.ema = be.upload(ema, &[len]);
-        trainer.adam_m = be.upload(m, &[len]);
-        trainer.adam_v = be.upload(v, &[len]);
+        trainer.adam = Adam { m: be.upload(m, &[len]), v: be.upload(v, &[len]) };
         trainer.step = checkpoint.step;
         if let Some(teacher) = &checkpoint.teacher {
             trainer = trainer.with_teacher(be, teacher);
@@ -129,7 +127,7 @@ impl<B: Backend> Trainer<B> {
     pub async fn checkpoint(&self, be: &B) -> crate::Result<Checkpoint> {
         let mut states: [Vec<f32>; 5] = Default::default();
         for (state, tensor) in
-            states.iter_mut().zip([&self.params, &self.target, &self.ema, &self.adam_m, &self.adam_v])
+            states.iter_mut().zip([&self.params, &self.target, &self.ema, &self.adam.m, &self.adam.v])
         {
             *state = be.read(tensor).await?;
         }
@@ -279,10 +277,7 @@ impl<B: Backend> Trainer<B> {
     pub fn apply(&mut self, be: &B) {
         let (c, k) = (&self.config, self.step);
         let mu = c.target_ema(k) as f32;
-        let grad_sumsq = be.empty(&[1]);
-        be.sum(&self.grads, &grad_sumsq, true, 1.0);
-        let adam = AdamStep { lr: c.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, t: k + 1, max_grad_norm: c.max_grad_norm };
-        be.adam(&adam, &self.params, &self.grads, &self.adam_m, &self.adam_v, &grad_sumsq);
+        self.adam.step(be, &self.params, &self.grads, c.lr, k + 1, c.max_grad_norm);
         be.ema(mu, &self.target, &self.params);
         be.ema(c.sampling_ema_at(k), &self.ema, &self.params);
         self.step += 1;
