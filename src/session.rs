@@ -109,7 +109,8 @@ pub struct TeacherSampling {
 #[cfg_attr(target_arch = "wasm32", derive(serde::Serialize), serde(rename_all = "camelCase"))]
 pub struct Status {
     pub backend: String,
-    /// "consistency", "denoising" (a diffusion teacher) or "distillation".
+    /// The [`Objective`]'s name: "consistency", "denoising" (a diffusion teacher),
+    /// "distillation", "progressive" or "tuning".
     pub objective: &'static str,
     /// Digit classes of a class-conditional network, 0 for an unconditional one.
     pub classes: usize,

@@ -23,10 +23,12 @@ use crate::backend::{BTensor, Backend, RandomKey};
 use crate::checkpoint::Checkpoint;
 use crate::model::{Cache, Model};
 use crate::nn::Adam;
+use crate::ode::Solver;
 use crate::perceptual::Perceptual;
 use crate::random;
 use crate::recipe::{Distance, Objective, TrainConfig};
 use crate::sample::Sampler;
+use crate::vocabulary::Named;
 
 /// Pixels of an MNIST digit.
 const PIXELS: usize = 28 * 28;
@@ -168,7 +170,7 @@ impl<B: Backend> Trainer<B> {
             Objective::Progressive { .. } => self.config.student_steps(self.step.saturating_sub(1)),
             _ => 18,
         };
-        Sampler::for_model(&self.model, &[], "euler", steps)
+        Sampler::for_model(&self.model, &[], Solver::Euler.name(), steps)
     }
 
     /// Records one training step and returns the batch's mean loss (a one-element tensor).
