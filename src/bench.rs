@@ -9,9 +9,10 @@ use std::cell::RefCell;
 use crate::backend::{Backend, Conv2d};
 use crate::model::Model;
 use crate::nn::{UNet, Widths};
+use crate::recipe::TrainConfig;
 use crate::sample::sample;
 use crate::schedule::T;
-use crate::train::{TrainConfig, Trainer};
+use crate::train::Trainer;
 
 /// Seconds since some fixed point.
 pub type Clock<'a> = &'a dyn Fn() -> f64;

@@ -12,15 +12,17 @@
 
 use std::collections::HashMap;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::SafeTensors;
 
 use crate::backend::Metric;
 use crate::eval::readout::Readout;
 use crate::model::Model;
+use crate::nn::weights_file::{self, Flaw};
 use crate::nn::{ParamLayout, UNet, Widths};
 use crate::ode::Solver;
-use crate::schedule::{CtKind, CtSchedule, IndexChoice, Weighting};
-use crate::train::{Distance, Objective, TrainConfig};
+use crate::recipe::{Distance, LossKind, Objective, TrainConfig};
+use crate::schedule::{CtKind, CtSchedule};
+use crate::vocabulary::Named;
 use crate::{Error, Result};
 
 /// Written as the `format` metadata entry; loading refuses anything else.
@@ -80,14 +82,11 @@ impl Checkpoint {
         if teacher.config.objective != Objective::Denoising {
             return Err(Error::Invalid(format!(
                 "a distillation needs a diffusion teacher (cm train --recipe teacher), not a {} run",
-                objective_name(teacher.config.objective)
+                teacher.config.objective.name()
             )));
         }
         if !config.objective.needs_teacher() {
-            return Err(Error::Invalid(format!(
-                "a {} run does not start from a teacher",
-                objective_name(config.objective)
-            )));
+            return Err(Error::Invalid(format!("a {} run does not start from a teacher", config.objective.name())));
         }
         if let Objective::Distillation { guidance, .. } = config.objective {
             crate::ode::check_guidance(&teacher.model(), guidance)?;
@@ -104,6 +103,20 @@ impl Checkpoint {
             teacher: keeps.then_some(weights),
             readouts: Vec::new(),
         })
+    }
+
+    /// Starts this run (at step 0) from another run's sampling weights where they match by
+    /// parameter name and shape: e.g. a class-conditional network from an unconditional one,
+    /// whose label embedding then keeps its initial values. theta, theta_minus and the sampling
+    /// EMA alike take them. Returns how many parameters were copied.
+    pub fn init_from(&mut self, from: &Checkpoint) -> usize {
+        let layout = self.model().net.layout;
+        let mut init = self.states[0].clone();
+        let copied = layout.copy_matching(&mut init, &from.model().net.layout, from.ema());
+        for state in &mut self.states[..3] {
+            state.clone_from(&init);
+        }
+        copied
     }
 
     /// The network this run trains (a consistency model, or the EDM teacher's denoiser).
@@ -128,23 +141,16 @@ impl Checkpoint {
                 )));
             }
         }
-        // Little-endian bytes of every tensor, then views into them.
-        let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-        let teacher = self.teacher.iter().map(|flat| (&"teacher", flat));
-        for (state, flat) in STATES.iter().zip(&self.states).chain(teacher) {
-            for p in &layout.params {
-                let bytes = flat[p.offset..p.offset + p.len()].iter().flat_map(|v| v.to_le_bytes()).collect();
-                data.push((format!("{state}.{}", p.name), p.shape.clone(), bytes));
-            }
-        }
-        let views: Vec<(String, TensorView)> = data
+        let teacher = self.teacher.as_deref().map(|flat| ("teacher", flat));
+        let named: Vec<(String, &[f32])> = STATES
             .iter()
-            .map(|(name, shape, bytes)| {
-                let view = TensorView::new(Dtype::F32, shape.clone(), bytes).expect("shape matches the bytes");
-                (name.clone(), view)
-            })
+            .zip(&self.states)
+            .map(|(state, flat)| (*state, flat.as_slice()))
+            .chain(teacher)
+            .map(|(state, flat)| (format!("{state}."), flat))
             .collect();
-        safetensors::serialize(views, Some(self.metadata()))
+        let states: Vec<(&str, &[f32])> = named.iter().map(|(prefix, flat)| (prefix.as_str(), *flat)).collect();
+        weights_file::write(&layout, &states, self.metadata())
             .map_err(|e| Error::Invalid(format!("writing checkpoint: {e}")))
     }
 
@@ -207,7 +213,7 @@ impl Checkpoint {
             put("classes", self.classes.to_string());
             put("label_dropout", c.label_dropout.to_string());
         }
-        put("objective", objective_name(c.objective).into());
+        put("objective", c.objective.name().into());
         if let Objective::Distillation { solver, n, mu, guidance } = c.objective {
             put("solver", solver.name().into());
             put("distill_n", n.to_string());
@@ -222,22 +228,21 @@ impl Checkpoint {
             put("ect_q", q.to_string());
             put("ect_stage_steps", stage_steps.to_string());
         }
+        put("schedule", c.schedule.kind.name().into());
         match c.schedule.kind {
             CtKind::Original { s0, s1, mu0 } => {
-                put("schedule", "original".into());
                 put("s0", s0.to_string());
                 put("s1", s1.to_string());
                 put("mu0", mu0.to_string());
             }
             CtKind::Improved { s0, s1 } => {
-                put("schedule", "improved".into());
                 put("s0", s0.to_string());
                 put("s1", s1.to_string());
             }
         }
         put("total_steps", c.schedule.total_steps.to_string());
-        put("index_choice", index_choice_name(c.index_choice).into());
-        put("weighting", weighting_name(c.weighting).into());
+        put("index_choice", c.index_choice.name().into());
+        put("weighting", c.weighting.name().into());
         put("metric", c.distance.name().into());
         if let Distance::Pixel(Metric::PseudoHuber { c }) = c.distance {
             put("pseudo_huber_c", c.to_string());
@@ -251,38 +256,6 @@ impl Checkpoint {
             put("legibility", Readout::to_text(&self.readouts));
         }
         m
-    }
-}
-
-pub fn objective_name(objective: Objective) -> &'static str {
-    match objective {
-        Objective::Consistency => "consistency",
-        Objective::Denoising => "denoising",
-        Objective::Distillation { .. } => "distillation",
-        Objective::Progressive { .. } => "progressive",
-        Objective::Tuning { .. } => "tuning",
-    }
-}
-
-pub fn index_choice_name(choice: IndexChoice) -> &'static str {
-    match choice {
-        IndexChoice::Uniform => "uniform",
-        IndexChoice::Lognormal => "lognormal",
-    }
-}
-
-pub fn weighting_name(weighting: Weighting) -> &'static str {
-    match weighting {
-        Weighting::Uniform => "uniform",
-        Weighting::InverseStep => "inverse-step",
-    }
-}
-
-pub fn metric_name(metric: Metric) -> &'static str {
-    match metric {
-        Metric::L2 => "l2",
-        Metric::L1 => "l1",
-        Metric::PseudoHuber { .. } => "pseudo-huber",
     }
 }
 
@@ -302,14 +275,20 @@ impl Metadata {
         let value = self.get(key)?;
         value.parse().map_err(|_| invalid(format!("metadata '{key}' = '{value}' is not a valid value")))
     }
+
+    /// The value the entry names in `T`'s vocabulary.
+    fn named<T: Named>(&self, key: &str) -> Result<T> {
+        let value = self.get(key)?;
+        T::parse(value).map_err(|_| invalid(format!("unknown {key} '{value}'")))
+    }
 }
 
 fn config_from(meta: &Metadata) -> Result<TrainConfig> {
     // Files written before the teacher existed have no objective: they are consistency runs.
-    let objective = match meta.0.get("objective").map(String::as_str) {
-        None | Some("consistency") => Objective::Consistency,
-        Some("denoising") => Objective::Denoising,
-        Some("distillation") => {
+    let objective = if meta.0.contains_key("objective") { meta.named("objective")? } else { Objective::Consistency };
+    let objective = match objective {
+        Objective::Consistency | Objective::Denoising => objective,
+        Objective::Distillation { .. } => {
             let n: usize = meta.parse("distill_n")?;
             let mu: f64 = meta.parse("distill_mu")?;
             if n < 2 || !(0.0..1.0).contains(&mu) {
@@ -327,7 +306,7 @@ fn config_from(meta: &Metadata) -> Result<TrainConfig> {
                 guidance,
             }
         }
-        Some("progressive") => {
+        Objective::Progressive { .. } => {
             let teacher_steps: usize = meta.parse("pd_teacher_steps")?;
             let stage_steps: u32 = meta.parse("pd_stage_steps")?;
             if teacher_steps < 2 || !teacher_steps.is_power_of_two() || stage_steps == 0 {
@@ -338,7 +317,7 @@ fn config_from(meta: &Metadata) -> Result<TrainConfig> {
             }
             Objective::Progressive { teacher_steps, stage_steps }
         }
-        Some("tuning") => {
+        Objective::Tuning { .. } => {
             let q: f64 = meta.parse("ect_q")?;
             let stage_steps: u32 = meta.parse("ect_stage_steps")?;
             if !(q.is_finite() && q > 1.0) || stage_steps == 0 {
@@ -348,33 +327,21 @@ fn config_from(meta: &Metadata) -> Result<TrainConfig> {
             }
             Objective::Tuning { q, stage_steps }
         }
-        Some(other) => return Err(invalid(format!("unknown objective '{other}'"))),
     };
     let (s0, s1) = (meta.parse("s0")?, meta.parse("s1")?);
-    let kind = match meta.get("schedule")? {
-        "original" => CtKind::Original { s0, s1, mu0: meta.parse("mu0")? },
-        "improved" => CtKind::Improved { s0, s1 },
-        other => return Err(invalid(format!("unknown schedule '{other}'"))),
+    let kind = match meta.named("schedule")? {
+        CtKind::Original { .. } => CtKind::Original { s0, s1, mu0: meta.parse("mu0")? },
+        CtKind::Improved { .. } => CtKind::Improved { s0, s1 },
     };
     if s0 < 1 || s1 < s0 {
         return Err(invalid(format!("schedule needs 1 <= s0 <= s1, got s0 = {s0}, s1 = {s1}")));
     }
-    let index_choice = match meta.get("index_choice")? {
-        "uniform" => IndexChoice::Uniform,
-        "lognormal" => IndexChoice::Lognormal,
-        other => return Err(invalid(format!("unknown index_choice '{other}'"))),
-    };
-    let weighting = match meta.get("weighting")? {
-        "uniform" => Weighting::Uniform,
-        "inverse-step" => Weighting::InverseStep,
-        other => return Err(invalid(format!("unknown weighting '{other}'"))),
-    };
-    let distance = match meta.get("metric")? {
-        "l2" => Distance::Pixel(Metric::L2),
-        "l1" => Distance::Pixel(Metric::L1),
-        "pseudo-huber" => Distance::Pixel(Metric::PseudoHuber { c: meta.parse("pseudo_huber_c")? }),
-        "perceptual" => Distance::Perceptual,
-        other => return Err(invalid(format!("unknown metric '{other}'"))),
+    let index_choice = meta.named("index_choice")?;
+    let weighting = meta.named("weighting")?;
+    // The pseudo-Huber constant is the file's own, whatever the recipe's is today.
+    let distance = match meta.named("metric")? {
+        LossKind::PseudoHuber => Distance::Pixel(Metric::PseudoHuber { c: meta.parse("pseudo_huber_c")? }),
+        loss => loss.distance(),
     };
     let label_dropout: f32 = if meta.0.contains_key("label_dropout") { meta.parse("label_dropout")? } else { 0.1 };
     if !(0.0..=1.0).contains(&label_dropout) {
@@ -402,27 +369,12 @@ fn config_from(meta: &Metadata) -> Result<TrainConfig> {
 /// One state's tensors gathered into a flat vector of `layout`, each checked by name, dtype and
 /// shape, and for finite values.
 fn read_state(tensors: &SafeTensors, layout: &ParamLayout, state: &str) -> Result<Vec<f32>> {
-    let mut flat = vec![0.0; layout.len];
-    for p in &layout.params {
-        let name = format!("{state}.{}", p.name);
-        let t = tensors.tensor(&name).map_err(|_| invalid(format!("missing tensor '{name}'")))?;
-        if t.dtype() != Dtype::F32 {
-            return Err(invalid(format!("tensor '{name}' is {:?}, expected F32", t.dtype())));
-        }
-        if t.shape() != p.shape.as_slice() {
-            return Err(invalid(format!(
-                "tensor '{name}' has shape {:?}, the network expects {:?}",
-                t.shape(),
-                p.shape
-            )));
-        }
-        let values = &mut flat[p.offset..p.offset + p.len()];
-        for (v, b) in values.iter_mut().zip(t.data().chunks_exact(4)) {
-            *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
-        if values.iter().any(|v| !v.is_finite()) {
-            return Err(invalid(format!("tensor '{name}' holds non-finite values")));
-        }
-    }
-    Ok(flat)
+    weights_file::read(tensors, layout, &format!("{state}.")).map_err(|(name, flaw, shape)| {
+        invalid(match flaw {
+            Flaw::Missing => format!("missing tensor '{name}'"),
+            Flaw::Dtype(dtype) => format!("tensor '{name}' is {dtype:?}, expected F32"),
+            Flaw::Shape(found) => format!("tensor '{name}' has shape {found:?}, the network expects {shape:?}"),
+            Flaw::NonFinite(_) => format!("tensor '{name}' holds non-finite values"),
+        })
+    })
 }

@@ -17,7 +17,8 @@
 use crate::backend::{BTensor, Backend};
 use crate::image::SIDE;
 use crate::model::Model;
-use crate::sample::{check_time_points, noise, refine, refine_step, start};
+use crate::noise::noise;
+use crate::sample::{check_time_points, refine, refine_step, start};
 use crate::schedule::{EPS, T};
 use crate::Error;
 

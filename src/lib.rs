@@ -9,15 +9,21 @@
 //!   implementation (the WGSL kernels in `shaders/`) and its CPU twin (plain Rust).
 //! - [`random`]: Philox counter-based random numbers, shared by both backends.
 //! - [`data`]: the IDX format (plain or gzipped, validated) and the MNIST digits.
-//! - [`nn`]: layers with hand-written backward passes, and the reference U-Net.
+//! - [`nn`]: layers with hand-written backward passes, the reference U-Net and the MNIST
+//!   classifier, Adam, and flat weights as safetensors.
 //! - [`model`]: the network in a preconditioning: the consistency function `f(x, t)`, or the
 //!   EDM denoiser `D(x, t)` of the diffusion teacher.
+//! - [`noise`]: the seeded noise of sampling and editing: noise a batch to a level, renoise.
 //! - [`ode`]: the probability-flow ODE's Euler and Heun steps and the teacher's sampler.
 //! - [`schedule`]: the schedule math of consistency training (parameterization, time grid, CT and
 //!   improved-CT curricula, choice of noise level, weighting), in f64 on the host.
 //! - [`perceptual`]: the LPIPS-style perceptual distance on a frozen digit network, one of the
 //!   distances training can use.
-//! - [`train`]: consistency training (CT and improved CT), one recorded step at a time.
+//! - [`vocabulary`]: one name table per enum a person names, shared by checkpoints, `cm` and
+//!   the page.
+//! - [`recipe`]: a run's configuration: the objective, the knobs, the paper's recipes.
+//! - [`train`]: training, one recorded step at a time, for every objective (consistency
+//!   training and distillation, the diffusion teacher, progressive distillation, tuning).
 //! - [`sample`]: one-step and multistep sampling.
 //! - [`views`]: what the page draws to show the idea: a digit's noise strip mapped back by f,
 //!   multistep sampling step by step, the schedule.
@@ -25,7 +31,8 @@
 //!   interpolation and SDEdit, on a trained model.
 //! - [`image`]: digits as gray levels and PNG grids.
 //! - [`checkpoint`]: a run's whole state in safetensors, checked on load.
-//! - [`eval`]: sample quality: the MNIST classifier (shipped weights), its FID and class histogram.
+//! - [`eval`]: sample quality: the MNIST-FID, legibility and class histogram (and the
+//!   classifier's training).
 //! - `figures` (native, with the `cli` feature): the paper's figures as PNG charts from recorded
 //!   runs' logs (`cm plot`).
 //! - [`bench`](mod@bench): kernel and network timings on any backend.
@@ -47,9 +54,11 @@ pub mod gpu;
 pub mod image;
 pub mod model;
 pub mod nn;
+pub mod noise;
 pub mod ode;
 pub mod perceptual;
 pub mod random;
+pub mod recipe;
 pub mod sample;
 pub mod schedule;
 pub mod selftest;
@@ -57,6 +66,7 @@ pub mod session;
 pub mod tensor;
 pub mod train;
 pub mod views;
+pub mod vocabulary;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -8,8 +8,9 @@ use std::ops::Range;
 use crate::backend::{BTensor, Backend};
 use crate::image::SIDE;
 use crate::model::Model;
-use crate::sample::noised;
+use crate::noise::noised;
 use crate::schedule::{karras_grid, T};
+use crate::vocabulary::Named;
 
 /// A denoiser: `D(x, t)`, an estimate of `E[x_0 | x_t]` for a batch x `[N, 1, H, W]` with one
 /// time per sample.
@@ -73,21 +74,9 @@ pub enum Solver {
     Heun,
 }
 
-impl Solver {
-    pub fn parse(name: &str) -> crate::Result<Solver> {
-        match name {
-            "euler" => Ok(Solver::Euler),
-            "heun" => Ok(Solver::Heun),
-            other => Err(crate::Error::Invalid(format!("unknown ODE solver '{other}': euler or heun"))),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Solver::Euler => "euler",
-            Solver::Heun => "heun",
-        }
-    }
+impl Named for Solver {
+    const WHAT: &'static str = "ODE solver";
+    const NAMES: &'static [(Self, &'static str)] = &[(Solver::Euler, "euler"), (Solver::Heun, "heun")];
 }
 
 /// One value per sample.

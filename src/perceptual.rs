@@ -16,9 +16,8 @@
 //! (the improved-techniques paper's warning about LPIPS flattering FID).
 
 use crate::backend::{BTensor, Backend, Metric};
-use crate::eval::classifier::{Architecture, Classifier, StageCache};
-use crate::eval::weights;
 use crate::image::SIDE;
+use crate::nn::classifier::{weights, Architecture, Classifier, StageCache};
 
 /// The frozen feature network on one backend.
 pub struct Perceptual<B: Backend> {

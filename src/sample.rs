@@ -7,11 +7,13 @@
 
 use std::ops::Range;
 
-use crate::backend::{BTensor, Backend, RandomKey};
+use crate::backend::{BTensor, Backend};
 use crate::image::SIDE;
 use crate::model::{Model, Preconditioning};
+use crate::noise::{noised, renoise};
 use crate::ode::{self, Solver, Teacher};
 use crate::schedule::{EPS, T};
+use crate::vocabulary::Named;
 
 /// `count` samples `[count, 1, 28, 28]` (not clamped) from weights `params`: `x = f(T z, T)`,
 /// then for each time point tau, descending in (eps, T): `x = f(x + sqrt(tau^2 - eps^2) z, tau)`
@@ -60,6 +62,9 @@ pub fn labels_for(model: &Model, digit: Option<u8>, count: usize) -> crate::Resu
         Some(d) => Ok(vec![Some(d); count]),
     }
 }
+
+/// Samples [`Sampler::draw`] draws at a time.
+pub const DRAW_CHUNK: usize = 500;
 
 /// How a model draws digits: a consistency model in one step from T plus Algorithm 1's
 /// refinement steps, or the diffusion teacher by integrating its probability-flow ODE.
@@ -136,6 +141,28 @@ impl Sampler {
         }
     }
 
+    /// `count` samples (of `digit`, for a class-conditional model) clamped to [-1, 1] on the
+    /// host, as quality is measured: drawn [`DRAW_CHUNK`] at a time so that 10,000 of them fit
+    /// in memory. Chunk c draws with seed `seed + c << 32`, so the set depends only on seed and
+    /// count.
+    pub async fn draw<B: Backend>(
+        &self,
+        be: &B,
+        model: &Model,
+        params: &BTensor<B>,
+        count: usize,
+        seed: u64,
+        digit: Option<u8>,
+    ) -> crate::Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(count * SIDE * SIDE);
+        for (c, start) in (0..count).step_by(DRAW_CHUNK).enumerate() {
+            let n = DRAW_CHUNK.min(count - start);
+            let x = self.sample(be, model, params, 0..n, seed.wrapping_add((c as u64) << 32), digit)?;
+            out.extend(be.read(&x).await?.into_iter().map(|v| v.clamp(-1.0, 1.0)));
+        }
+        Ok(out)
+    }
+
     /// Rows `rows` of the batch this sampler draws with `seed`, with weights `params`; of
     /// `digit` for a class-conditional model (None: any digit).
     pub fn sample<B: Backend>(
@@ -173,47 +200,6 @@ pub(crate) fn check_time_points(time_points: &[f64], t_allowed: bool) -> crate::
     Ok(())
 }
 
-/// One value per sample, for the per-sample coefficients of [`Backend::scale_add`].
-fn per_sample<B: Backend>(be: &B, count: usize, v: f64) -> BTensor<B> {
-    be.upload(&vec![v as f32; count], &[count])
-}
-
-/// `z ~ N(0, I)` of `shape` from Philox stream `stream`: value i of a batch is draw i, so
-/// sample n's noise is the same whatever the batch size. `first` is the batch row of the first
-/// sample of `shape` (0 but for a slice of a batch: see [`sample_rows`]); the functions below
-/// pass it through.
-pub(crate) fn noise<B: Backend>(be: &B, shape: &[usize], seed: u64, stream: u32, first: usize) -> BTensor<B> {
-    let mut batch = shape.to_vec();
-    batch[0] += first;
-    let z = be.empty(&batch);
-    be.random_normal(RandomKey { seed, step: 0, stream }, &z);
-    if first == 0 {
-        z
-    } else {
-        be.rows(&z, first..batch[0])
-    }
-}
-
-/// `x0 + t z`, or `t z` without x0, with z from stream 0: a batch noised to level t (the
-/// start of sampling, editing and SDEdit; the page's denoising demo).
-pub(crate) fn noised<B: Backend>(
-    be: &B,
-    x0: Option<&BTensor<B>>,
-    shape: &[usize],
-    t: f64,
-    seed: u64,
-    first: usize,
-) -> BTensor<B> {
-    let count = shape[0];
-    let z = noise(be, shape, seed, 0, first);
-    let out = be.empty(shape);
-    match x0 {
-        Some(x0) => be.scale_add(&per_sample(be, count, 1.0), x0, &per_sample(be, count, t), &z, &out),
-        None => be.scale_add(&per_sample(be, count, t), &z, &per_sample(be, count, 0.0), &z, &out),
-    }
-    out
-}
-
 /// `f(x0 + t z, t)` with z from stream 0, or `f(t z, t)` without x0: the first step of
 /// sampling (from pure noise at T), of zero-shot editing and of SDEdit (from a known image).
 /// `labels`: one per sample for a class-conditional model, or none.
@@ -248,23 +234,6 @@ pub(crate) fn refine_step<B: Backend>(
 ) -> BTensor<B> {
     let noised = renoise(be, x, tau, seed, stream, first);
     model.forward(be, params, &noised, &vec![tau; x.dim(0)], labels).0
-}
-
-/// The noising half of a step of Algorithm 1: `x + sqrt(tau^2 - eps^2) z`, z from stream
-/// `stream` (x is a sample at eps, so this brings it to time tau).
-pub(crate) fn renoise<B: Backend>(
-    be: &B,
-    x: &BTensor<B>,
-    tau: f64,
-    seed: u64,
-    stream: u32,
-    first: usize,
-) -> BTensor<B> {
-    let count = x.dim(0);
-    let z = noise(be, &x.shape, seed, stream, first);
-    let noised = be.empty(&x.shape);
-    be.scale_add(&per_sample(be, count, 1.0), x, &per_sample(be, count, (tau * tau - EPS * EPS).sqrt()), &z, &noised);
-    noised
 }
 
 /// Algorithm 1's loop from an x at the first time point: step s (tau = `time_points[s]`) draws

@@ -12,16 +12,17 @@ mod edits;
 use std::ops::{Range, RangeInclusive};
 
 use crate::backend::{BTensor, Backend};
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint::Checkpoint;
 use crate::data::mnist::{Mnist, CLASSES};
 use crate::eval::classifier::to_model_range;
 use crate::eval::readout::{Reading, Readout};
 use crate::eval::Evaluator;
 use crate::model::{Model, Preconditioning};
 use crate::nn::Widths;
-use crate::ode::Solver;
+use crate::recipe::{LossKind, Objective, Recipe, RecipeKind, TrainConfig};
 use crate::sample::Sampler;
-use crate::train::{LossKind, Objective, Recipe, RecipeKind, TrainConfig, Trainer};
+use crate::train::Trainer;
+use crate::vocabulary::Named;
 use crate::{image, views, Error, Result};
 
 /// Algorithm 1's refinement times after the first step from T, for each number of steps the
@@ -56,27 +57,16 @@ pub struct Settings {
 
 impl Settings {
     fn recipe(&self) -> Result<Recipe> {
-        let kind = match self.recipe.as_str() {
-            "improved" => RecipeKind::Improved,
-            "original" => RecipeKind::Original,
-            "distill" => RecipeKind::Distillation { solver: Solver::Heun },
-            "progressive" => RecipeKind::Progressive,
-            "tuning" => RecipeKind::Tuning,
-            other => {
-                return Err(Error::Invalid(format!(
-                    "unknown recipe '{other}': improved, original, distill, progressive or tuning"
-                )))
-            }
-        };
+        // A distillation on the page takes its teacher's Heun steps (the table's default).
+        let kind = RecipeKind::parse(&self.recipe)?;
+        if kind == RecipeKind::Teacher {
+            return Err(Error::Invalid(
+                "the page does not train a diffusion teacher: `cm train --recipe teacher` does".into(),
+            ));
+        }
         let loss = match self.loss.as_deref() {
             None | Some("") => None,
-            Some("l2") => Some(LossKind::L2),
-            Some("l1") => Some(LossKind::L1),
-            Some("pseudo-huber") => Some(LossKind::PseudoHuber),
-            Some("perceptual") => Some(LossKind::Perceptual),
-            Some(other) => {
-                return Err(Error::Invalid(format!("unknown loss '{other}': l2, l1, pseudo-huber or perceptual")))
-            }
+            Some(name) => Some(LossKind::parse(name)?),
         };
         Ok(Recipe {
             kind,
@@ -120,7 +110,8 @@ pub struct TeacherSampling {
 #[cfg_attr(target_arch = "wasm32", derive(serde::Serialize), serde(rename_all = "camelCase"))]
 pub struct Status {
     pub backend: String,
-    /// "consistency", "denoising" (a diffusion teacher) or "distillation".
+    /// The [`Objective`]'s name: "consistency", "denoising" (a diffusion teacher),
+    /// "distillation", "progressive" or "tuning".
     pub objective: &'static str,
     /// Digit classes of a class-conditional network, 0 for an unconditional one.
     pub classes: usize,
@@ -224,7 +215,7 @@ impl<B: Backend> Session<B> {
         let (config, step) = self.config_and_step();
         Status {
             backend: self.be.name(),
-            objective: checkpoint::objective_name(config.objective),
+            objective: config.objective.name(),
             classes: self.model.net.classes,
             has_teacher: self.saved.teacher.is_some() || self.model.preconditioning == Preconditioning::Denoiser,
             guidance: match config.objective {

@@ -15,10 +15,11 @@
 use crate::backend::{BTensor, Backend, RandomKey};
 use crate::image::SIDE;
 use crate::model::Model;
+use crate::noise::{noised, renoise};
 use crate::random;
-use crate::sample::{labels_for, noised, renoise};
+use crate::recipe::TrainConfig;
+use crate::sample::labels_for;
 use crate::schedule::{karras_grid, EPS, T};
-use crate::train::TrainConfig;
 
 const PIXELS: usize = SIDE * SIDE;
 

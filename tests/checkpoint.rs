@@ -10,7 +10,8 @@ use consistency::backend::Backend;
 use consistency::checkpoint::{Checkpoint, FORMAT};
 use consistency::model::Model;
 use consistency::nn::Widths;
-use consistency::train::{Distance, TrainConfig, Trainer};
+use consistency::recipe::{Distance, TrainConfig};
+use consistency::train::Trainer;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 fn images() -> Vec<u8> {
@@ -240,7 +241,7 @@ fn randomly_damaged_checkpoints_never_panic() {
 #[test]
 fn the_objective_round_trips_and_old_files_are_consistency_runs() {
     use consistency::model::Preconditioning;
-    use consistency::train::Objective;
+    use consistency::recipe::Objective;
     let teacher = Checkpoint::start(Widths::TINY, 0, TrainConfig { seed: 2, ..TrainConfig::teacher(50) });
     let back = Checkpoint::from_bytes(&teacher.to_bytes().unwrap()).unwrap();
     assert_eq!(back, teacher);
@@ -287,7 +288,7 @@ fn a_conditional_checkpoint_round_trips() {
 
     // A distillation from it with guidance keeps the weight; an unconditional teacher has none.
     let mut distill = TrainConfig::distillation(50, consistency::ode::Solver::Heun);
-    if let consistency::train::Objective::Distillation { guidance, .. } = &mut distill.objective {
+    if let consistency::recipe::Objective::Distillation { guidance, .. } = &mut distill.objective {
         *guidance = 3.0;
     }
     let student = Checkpoint::from_teacher(&run, distill.clone()).unwrap();

@@ -10,9 +10,10 @@ use common::*;
 use consistency::backend::Backend;
 use consistency::data::mnist::{IMAGE_PIXELS, IMAGE_SIDE};
 use consistency::data::{Mnist, Split};
-use consistency::eval::classifier::{self, to_model_range, Architecture, Classifier, FEATURES};
+use consistency::eval::classifier::{self, to_model_range};
 use consistency::eval::frechet::{frechet_distance, symmetric_eigen, FeatureStats};
-use consistency::eval::{self, weights, Evaluator, WeightsInfo};
+use consistency::eval::{self, Evaluator, WeightsInfo};
+use consistency::nn::classifier::{weights, Architecture, Classifier, FEATURES};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 

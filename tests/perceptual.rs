@@ -6,7 +6,8 @@ mod common;
 
 use common::*;
 use consistency::backend::Backend;
-use consistency::eval::classifier::{to_model_range, Architecture};
+use consistency::eval::classifier::to_model_range;
+use consistency::nn::classifier::Architecture;
 use consistency::perceptual::Perceptual;
 
 /// Four real test digits in [-1, 1] and a noisy copy of each.

@@ -16,8 +16,9 @@ use consistency::data::mnist::{Mnist, Split};
 use consistency::image::to_gray;
 use consistency::model::Model;
 use consistency::nn::Widths;
+use consistency::recipe::{Recipe, RecipeKind};
 use consistency::sample::sample;
-use consistency::train::{Recipe, RecipeKind, Trainer};
+use consistency::train::Trainer;
 
 const FIXTURE: &str = "tests/fixtures/wasm-reference.txt";
 

@@ -89,8 +89,8 @@ fn a_batch_sampled_in_slices_is_the_whole_batch() {
 fn conditional_sampling_honours_the_label() {
     use consistency::checkpoint::Checkpoint;
     use consistency::eval::Evaluator;
+    use consistency::recipe::Objective;
     use consistency::sample::Sampler;
-    use consistency::train::Objective;
     let be = cpu();
     let saved = Checkpoint::from_bytes(&std::fs::read("assets/distilled-tiny.safetensors").unwrap()).unwrap();
     let (student, teacher) = (saved.model(), Model::denoiser(saved.widths).with_classes(saved.classes));

@@ -11,8 +11,8 @@ use consistency::data::mnist::Mnist;
 use consistency::eval::classifier::to_model_range;
 use consistency::eval::Evaluator;
 use consistency::nn::Widths;
+use consistency::recipe::TrainConfig;
 use consistency::session::{SampleOptions, Session, Settings, TeacherSampling, TIME_POINTS};
-use consistency::train::TrainConfig;
 
 const PIXELS: usize = 784;
 

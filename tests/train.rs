@@ -9,8 +9,9 @@ use consistency::checkpoint::Checkpoint;
 use consistency::model::Model;
 use consistency::nn::Widths;
 use consistency::ode::Solver;
+use consistency::recipe::{Distance, Objective, TrainConfig};
 use consistency::schedule::{CtKind, CtSchedule, IndexChoice, Weighting};
-use consistency::train::{Distance, Objective, TrainConfig, Trainer};
+use consistency::train::Trainer;
 
 fn config(kind: CtKind, metric: Metric, batch: usize) -> TrainConfig {
     TrainConfig {

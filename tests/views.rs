@@ -10,8 +10,8 @@ use consistency::checkpoint::Checkpoint;
 use consistency::data::mnist::{Mnist, Split};
 use consistency::eval::classifier::to_model_range;
 use consistency::eval::Evaluator;
+use consistency::recipe::TrainConfig;
 use consistency::sample;
-use consistency::train::TrainConfig;
 use consistency::views;
 
 /// How many of the strip's outputs the MNIST classifier reads as the digit's own label, and

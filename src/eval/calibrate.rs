@@ -19,11 +19,12 @@
 //! weights. `cm calibrate-classifier` runs it and reports, on held-out images, what each kind
 //! is read as.
 
-use super::classifier::{to_model_range, Classifier};
+use super::classifier::to_model_range;
 use super::{gaussian_blur, legible_share, noise_images, Evaluator};
 use crate::backend::Backend;
-use crate::data::mnist::{Mnist, CLASSES, IMAGE_PIXELS};
 use crate::backend::RandomKey;
+use crate::data::mnist::{Mnist, CLASSES, IMAGE_PIXELS};
+use crate::nn::classifier::Classifier;
 use crate::random::index_below;
 use crate::Result;
 
@@ -174,7 +175,8 @@ impl Head {
 
     fn accuracy(&self, features: &[f32], labels: &[u8]) -> f64 {
         let argmax = |l: [f64; CLASSES]| (0..CLASSES).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap_or(0) as u8;
-        let correct = features.chunks_exact(self.inputs).zip(labels).filter(|(f, &y)| argmax(self.logits(f)) == y).count();
+        let correct =
+            features.chunks_exact(self.inputs).zip(labels).filter(|(f, &y)| argmax(self.logits(f)) == y).count();
         correct as f64 / labels.len().max(1) as f64
     }
 }
@@ -188,7 +190,13 @@ fn softmax(logits: [f64; CLASSES]) -> [f64; CLASSES] {
 
 /// Full-batch Adam on the weighted mean cross entropy between the head's softmax and the
 /// targets; every sample of `features[k]` weighs `weights[k]`. Returns the final loss.
-fn fit(head: &mut Head, features: &[Vec<f32>], targets: &[&[[f32; CLASSES]]], weights: &[f64], c: &CalibrationConfig) -> f64 {
+fn fit(
+    head: &mut Head,
+    features: &[Vec<f32>],
+    targets: &[&[[f32; CLASSES]]],
+    weights: &[f64],
+    c: &CalibrationConfig,
+) -> f64 {
     let params = head.weight.len() + head.bias.len();
     let total: f64 = targets.iter().zip(weights).map(|(t, w)| t.len() as f64 * w).sum();
     let (mut m, mut v) = (vec![0.0; params], vec![0.0; params]);

@@ -1,7 +1,8 @@
 //! Sample quality on MNIST: the MNIST-FID and the class histogram.
 //!
-//! A small classifier trained with this engine ([`classifier`], weights shipped in
-//! `assets/mnist-classifier.safetensors` and embedded, see [`weights`]) maps each digit to 128
+//! A small classifier trained with this engine ([`crate::nn::classifier`], trained by
+//! [`classifier`], weights shipped in `assets/mnist-classifier.safetensors` and embedded, see
+//! [`weights`]) maps each digit to 128
 //! penultimate features and a predicted class. The MNIST-FID of a set of images is the Frechet
 //! distance ([`frechet`]) between the Gaussians fitted to their features and to those of the
 //! 10,000 MNIST test digits; the class histogram and its entropy (natural log; ln 10 = 2.303 for
@@ -25,15 +26,15 @@ pub mod calibrate;
 pub mod classifier;
 pub mod frechet;
 pub mod readout;
-pub mod weights;
 
 use std::fmt;
 
 use crate::backend::{BTensor, Backend, RandomKey};
 use crate::data::mnist::{Mnist, CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
+use crate::nn::classifier::{weights, Classifier, FEATURES};
 use crate::random;
 use crate::Result;
-use classifier::{argmax_rows, to_model_range, top_probability_rows, Classifier, CHUNK, FEATURES};
+use classifier::{argmax_rows, to_model_range, top_probability_rows, CHUNK};
 pub use frechet::{frechet_distance, FeatureStats};
 pub use weights::WeightsInfo;
 

@@ -5,7 +5,7 @@
 use super::Session;
 use crate::backend::{BTensor, Backend};
 use crate::eval::classifier::to_model_range;
-use crate::{edit, image, sample, Error, Result};
+use crate::{edit, image, noise, Error, Result};
 
 /// Pixels of a digit.
 const PIXELS: usize = image::SIDE * image::SIDE;
@@ -81,7 +81,7 @@ impl<B: Backend> Session<B> {
     /// one evaluation.
     pub async fn denoise(&mut self, gray: &[u8], sigma: f64, seed: u64) -> Result<Vec<u8>> {
         let x = self.upload_digits("digits", gray)?;
-        let noisy = sample::noised(&self.be, Some(&x), &x.shape, sigma, seed, 0);
+        let noisy = noise::noised(&self.be, Some(&x), &x.shape, sigma, seed, 0);
         let params = self.sampling_weights().clone();
         let out = edit::denoise(&self.be, &self.model, &params, &noisy, sigma)?;
         let given = image::to_gray(&self.be.read(&noisy).await?);

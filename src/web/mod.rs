@@ -23,6 +23,7 @@ use wasm_bindgen::prelude::*;
 use crate::ode::{self, Solver};
 use crate::schedule::{EPS, SIGMA_DATA, T};
 use crate::session::TIME_POINTS;
+use crate::vocabulary::Named;
 pub use studio::Studio;
 pub use webgpu::engine_selftest;
 

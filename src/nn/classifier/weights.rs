@@ -8,22 +8,23 @@
 
 use std::collections::BTreeMap;
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::SafeTensors;
 
-use super::classifier::Classifier;
+use super::Classifier;
+use crate::nn::weights_file::{self, Flaw};
 use crate::{Error, Result};
 
 /// The weights shipped with the library (trained by `cm train-classifier`).
-pub static SHIPPED: &[u8] = include_bytes!("../../assets/mnist-classifier.safetensors");
+pub static SHIPPED: &[u8] = include_bytes!("../../../assets/mnist-classifier.safetensors");
 
 /// The perceptual distance's network, shipped likewise (`cm train-classifier --network
 /// perceptual`).
-pub static PERCEPTUAL: &[u8] = include_bytes!("../../assets/mnist-perceptual.safetensors");
+pub static PERCEPTUAL: &[u8] = include_bytes!("../../../assets/mnist-perceptual.safetensors");
 
 /// What the metadata of a weights file records about its training.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WeightsInfo {
-    /// The [`super::classifier::Architecture`] name of the network the weights belong to.
+    /// The [`super::Architecture`] name of the network the weights belong to.
     pub architecture: String,
     /// Fraction of the 10,000 MNIST test digits classified correctly.
     pub test_accuracy: f64,
@@ -40,22 +41,6 @@ pub fn save(net: &Classifier, params: &[f32], info: &WeightsInfo) -> Result<Vec<
             net.layout.len
         )));
     }
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = net
-        .layout
-        .params
-        .iter()
-        .map(|p| {
-            let le = params[p.offset..p.offset + p.len()].iter().flat_map(|v| v.to_le_bytes()).collect();
-            (p.name.clone(), p.shape.clone(), le)
-        })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(name, shape, data)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (name.as_str(), v))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Invalid(format!("classifier weights: {e}")))?;
     let metadata = [
         ("architecture", info.architecture.clone()),
         ("test_accuracy", format!("{}", info.test_accuracy)),
@@ -63,7 +48,8 @@ pub fn save(net: &Classifier, params: &[f32], info: &WeightsInfo) -> Result<Vec<
         ("steps", info.steps.to_string()),
         ("format", "f32 little-endian, one tensor per parameter".to_string()),
     ];
-    safetensors::serialize(views, Some(metadata.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+    let metadata = metadata.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    weights_file::write(&net.layout, &[("", params)], metadata)
         .map_err(|e| Error::Invalid(format!("classifier weights: cannot serialize: {e}")))
 }
 
@@ -101,23 +87,13 @@ pub fn load(net: &Classifier, bytes: &[u8], source: &str) -> Result<(Vec<f32>, W
     if let Some(extra) = file.names().into_iter().find(|n| !expected.contains(n)) {
         return Err(invalid(format!("unexpected tensor '{extra}' (not a parameter of {expected_name})")));
     }
-    let mut flat = vec![0.0f32; net.layout.len];
-    for p in &net.layout.params {
-        let t = file.tensor(&p.name).map_err(|_| invalid(format!("tensor '{}' is missing", p.name)))?;
-        if t.dtype() != Dtype::F32 {
-            return Err(invalid(format!("tensor '{}' has dtype {:?}, expected F32", p.name, t.dtype())));
-        }
-        if t.shape() != p.shape.as_slice() {
-            return Err(invalid(format!("tensor '{}' has shape {:?}, expected {:?}", p.name, t.shape(), p.shape)));
-        }
-        let values = &mut flat[p.offset..p.offset + p.len()];
-        // The header was validated against the buffer, so the data has exactly 4 bytes per value.
-        for (v, b) in values.iter_mut().zip(t.data().chunks_exact(4)) {
-            *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(invalid(format!("tensor '{}' holds a non-finite value at {i}", p.name)));
-        }
-    }
+    let flat = weights_file::read(&file, &net.layout, "").map_err(|(name, flaw, shape)| {
+        invalid(match flaw {
+            Flaw::Missing => format!("tensor '{name}' is missing"),
+            Flaw::Dtype(dtype) => format!("tensor '{name}' has dtype {dtype:?}, expected F32"),
+            Flaw::Shape(found) => format!("tensor '{name}' has shape {found:?}, expected {shape:?}"),
+            Flaw::NonFinite(i) => format!("tensor '{name}' holds a non-finite value at {i}"),
+        })
+    })?;
     Ok((flat, info))
 }
