@@ -28,8 +28,10 @@ function describeAdapter(info) {
 }
 
 // Opens the engine `choice` asks for with the run in `checkpoint`. Automatic takes WebGPU on a
-// hardware adapter and the CPU otherwise. Resolves to { engine, state, reason }: the reason is
-// what the page shows. The GPU device opened only to look at the adapter is released.
+// hardware adapter and the CPU otherwise. Resolves to { engine, state, reason, headline }: the
+// reason is what the page shows in the Engine panel and under "Why this backend", the headline
+// its first sentence, for the status line. The GPU device opened only to look at the adapter is
+// released.
 export async function openEngine(choice, checkpoint) {
   let studio = null;
   let gpuError = null;
@@ -50,26 +52,35 @@ export async function openEngine(choice, checkpoint) {
     const reason = info.is_fallback
       ? `WebGPU, as you chose, on a software adapter${named}: correct, but far slower than the CPU backend here. Use the tiny network to train.`
       : `WebGPU on a hardware adapter${named}.`;
-    return { engine: new LocalEngine(studio), state: info.is_fallback ? "warning" : "ready", reason };
+    const headline = info.is_fallback ? `WebGPU, as you chose, on a software adapter${named}: slow here.` : reason;
+    return { engine: new LocalEngine(studio), state: info.is_fallback ? "warning" : "ready", reason, headline };
   }
   studio?.free();
   const workers = askedWorkers() ?? defaultWorkers();
   const engine = await CpuEngine.open(checkpoint, workers);
   const cpu = `the CPU: WebAssembly SIMD in ${workers} worker${workers > 1 ? "s" : ""}`;
-  if (choice === "cpu") return { engine, state: "ready", reason: `Running on ${cpu}, as you chose.` };
+  if (choice === "cpu") {
+    const reason = `Running on ${cpu}, as you chose.`;
+    return { engine, state: "ready", reason, headline: reason };
+  }
   if (studio) {
     return {
       engine,
       state: "ready",
       reason: `Running on ${cpu}. This browser's WebGPU adapter${named} is a software fallback, which computes about a hundred times slower than plain WebAssembly; choose WebGPU in the Engine panel to compare.`,
+      headline: `Running on ${cpu} (this browser's WebGPU adapter is a slow software fallback).`,
     };
   }
-  return { engine, state: "warning", reason: `Running on ${cpu}, because WebGPU is not available: ${gpuError}` };
+  const reason = `Running on ${cpu}, because WebGPU is not available: ${gpuError}`;
+  return { engine, state: "warning", reason, headline: `Running on ${cpu}, because WebGPU is not available.` };
 }
 
+// The status line says where the engine runs in one sentence; why folds away beneath it.
 export function showEngine(opened) {
   page.engine = opened.engine;
-  show($("status"), opened.state, opened.reason);
+  show($("status"), opened.state, opened.headline);
+  $("status-reason").textContent = opened.reason;
+  $("status-why").hidden = opened.reason === opened.headline;
   $("engine-reason").textContent = opened.reason;
   document.body.dataset.engine = page.engine.kind;
 }

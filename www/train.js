@@ -57,7 +57,7 @@ export function trainButtons() {
   const idle = page.engine !== null && !page.training;
   $("train-run").disabled = !idle;
   $("train-pause").disabled = !page.training;
-  for (const id of ["train-reset", "train-download", "train-upload", "train-pretrained", "train-distilled", "engine-choice"]) {
+  for (const id of ["train-reset", "train-minutes", "train-download", "train-upload", "train-pretrained", "train-distilled", "engine-choice"]) {
     $(id).disabled = !idle;
   }
   compareButtons();
@@ -160,15 +160,45 @@ async function trainLoop() {
   }
 }
 
+// Measures this engine's training speed on the fresh run (a warm-up call, then about three
+// seconds of steps) and starts the run again with its curriculum planned for `minutes`: K is
+// the steps that fit, less a tenth for the previews and readings. Resolves to { rate, total }.
+async function planForMinutes(minutes) {
+  show($("train-status"), "loading", "Measuring this engine's training speed for the plan…");
+  await loadMnist();
+  await page.engine.call("train", 1);
+  let steps = 0;
+  let chunk = 1;
+  const started = performance.now();
+  while (performance.now() - started < 3000) {
+    const t0 = performance.now();
+    await page.engine.call("train", chunk);
+    steps += chunk;
+    chunk = Math.max(1, Math.round((0.5 * chunk * 1000) / (performance.now() - t0)));
+  }
+  const rate = steps / ((performance.now() - started) / 1000);
+  const total = Math.max(100, Math.round(0.9 * rate * minutes * 60));
+  const field = $("settings").elements.totalSteps;
+  field.value = String(total);
+  field.dispatchEvent(new Event("change", { bubbles: true }));
+  await page.engine.call("restart", settings());
+  return { rate, total };
+}
+
 async function resetRun() {
   try {
     await page.engine.call("restart", settings());
+    const minutes = Number($("train-minutes").value);
+    const plan = minutes > 0 ? await planForMinutes(minutes) : null;
     chartLosses([]);
     await refreshStatus();
     await loadReadouts();
     await preview();
     await autosave();
-    show($("train-status"), "ready", "A fresh run at step 0; press Train.");
+    const planned = plan
+      ? ` Planned for about ${minutes} minutes: K = ${plan.total.toLocaleString("en")} steps at the ${plan.rate.toFixed(1)} steps/s measured here.`
+      : "";
+    show($("train-status"), "ready", `A fresh run at step 0;${planned} press Train.`);
   } catch (error) {
     show($("train-status"), "error", message(error));
   }

@@ -55,7 +55,7 @@ impl Default for CalibrationConfig {
             iterations: 200,
             lr: 0.01,
             outlier_weights: vec![0.5, 0.25, 0.12, 0.06, 0.03],
-            keep_legible: 0.97,
+            keep_legible: 0.96,
             seed: 7,
         }
     }

@@ -57,9 +57,10 @@ const BASE_ARGS = [
 
 // Opens the page in a fresh headless Chromium with extra `args` ("--enable-unsafe-webgpu" for
 // WebGPU) and waits for the engine's status; with `ready`, also for the first samples.
-export async function openPage(origin, args, { ready = true } = {}) {
+// `screen`: Playwright context options (a viewport, a phone's emulation).
+export async function openPage(origin, args, { ready = true, screen = {} } = {}) {
   const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: [...BASE_ARGS, ...args] });
-  const context = await browser.newContext({ acceptDownloads: true });
+  const context = await browser.newContext({ acceptDownloads: true, ...screen });
   const page = await context.newPage();
   const errors = [];
   page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
@@ -67,5 +68,9 @@ export async function openPage(origin, args, { ready = true } = {}) {
   await page.goto(origin);
   await page.waitForFunction(() => document.getElementById("status").dataset.state !== "loading", null, { timeout: 120_000 });
   if (ready) await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 300_000, polling: 500 });
+  // The tests set K themselves: Reset keeps it instead of planning it for some minutes, and the
+  // folded settings are opened (they sit below the first screen, which opening does not move).
+  await page.selectOption("#train-minutes", "0");
+  await page.$eval("details.settings-fold", (d) => (d.open = true));
   return { browser, page, errors };
 }
