@@ -45,6 +45,23 @@ fn shipped_classifier_reaches_99_percent_on_the_test_set() {
     assert!(weights::SHIPPED.len() < 500_000, "shipped weights are {} bytes", weights::SHIPPED.len());
 }
 
+/// The shipped classifier says "no digit" (`cm calibrate-classifier`): it reads noise and blobs
+/// as no digit with p >= 0.9, and still reads real test digits as digits.
+#[test]
+fn shipped_classifier_reads_noise_and_blobs_as_no_digit_and_digits_as_digits() {
+    use consistency::eval::calibrate::blob_images;
+    let be = cpu();
+    let ev = Evaluator::shipped(&be).unwrap();
+    let legible =
+        |images: Vec<f32>| eval::legible_share(&pollster::block_on(ev.classify_host(&be, &images)).unwrap().confidence);
+    let noise = legible(eval::noise_images(500, 31));
+    let blobs = legible(blob_images(500, 32));
+    let test = real_mnist(Split::Test);
+    let digits = legible(to_model_range(&test.images[..2000 * IMAGE_PIXELS]));
+    assert!(noise < 0.05 && blobs < 0.1, "noise {noise}, blobs {blobs} read as digits");
+    assert!(digits > 0.94, "test digits {digits} read as digits");
+}
+
 /// Initial weights with every GroupNorm gain, shift and bias jittered (the initial zero biases
 /// and unit gains would leave those gradients untested), and 3 images of uniform noise.
 fn gradient_inputs(net: &Classifier) -> (Vec<f32>, Vec<f32>) {

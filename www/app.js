@@ -28,6 +28,8 @@ function fillConstants() {
 async function start() {
   page.bindings = window.wasmBindings;
   page.constants = page.bindings.constants();
+  // A phone shows 16 digits, large enough to read, rather than 64 small ones.
+  if (matchMedia("(max-width: 600px)").matches) $("sample-count").value = "16";
   fillConstants();
   const status = $("status");
   let pretrained;
@@ -48,6 +50,8 @@ async function start() {
   $("engine-choice").value = choice;
   try {
     showEngine(await openEngine(choice, pretrained));
+    // The progress bars have done their job: the first screen is for digits.
+    $("loading").hidden = true;
   } catch (error) {
     show(status, "error", `The engine did not start: ${message(error)}`);
     return;

@@ -50,7 +50,7 @@ function showReadouts(list) {
   if (!last) {
     out.dataset.legible = "";
     $("readout-legible").textContent = "—";
-    $("readout-detail").textContent = "the classifier reads the samples at each preview while training";
+    $("readout-detail").textContent = "(read while training)";
     return;
   }
   out.dataset.legible = String(last.legible);

@@ -196,9 +196,9 @@ async function resetRun() {
     await preview();
     await autosave();
     const planned = plan
-      ? ` Planned for about ${minutes} minutes: K = ${plan.total.toLocaleString("en")} steps at the ${plan.rate.toFixed(1)} steps/s measured here.`
+      ? `, planned for about ${minutes} minutes (K = ${plan.total.toLocaleString("en")} steps at the ${plan.rate.toFixed(1)} steps/s measured here)`
       : "";
-    show($("train-status"), "ready", `A fresh run at step 0;${planned} press Train.`);
+    show($("train-status"), "ready", `A fresh run at step 0${planned}; press Train.`);
   } catch (error) {
     show($("train-status"), "error", message(error));
   }
@@ -233,7 +233,9 @@ async function loadRun(bytes, what) {
 // A shipped run in place of this browser's.
 async function loadShipped(file, what) {
   await forgetRun();
-  await loadRun(await fetchWithProgress(file, $("load-model")), what);
+  $("loading").hidden = false;
+  const bytes = await fetchWithProgress(file, $("load-model")).finally(() => ($("loading").hidden = true));
+  await loadRun(bytes, what);
 }
 
 export const loadDistilled = () => loadShipped(DISTILLED, "the distilled model");

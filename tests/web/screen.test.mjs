@@ -25,6 +25,7 @@ for (const [name, screen] of Object.entries(SCREENS)) {
     try {
       // The tests' own helper opened the settings; a visitor finds them folded.
       await page.$eval("details.settings-fold", (d) => (d.open = false));
+      await page.screenshot({ path: `${ARTIFACTS}/first-screen-${name}.png` });
       const { width, height } = screen.viewport;
       for (const selector of FIRST_SCREEN) {
         const box = await page.locator(selector).boundingBox();
@@ -37,11 +38,12 @@ for (const [name, screen] of Object.entries(SCREENS)) {
       for (const details of ["details.about", "details.settings-fold"]) {
         assert.equal(await page.$eval(details, (d) => d.open), false, `${details} is folded`);
       }
+      // Each digit at least 40 CSS pixels wide (16 digits on a phone, 64 on a window).
       const samples = await page.locator("#samples").boundingBox();
-      assert.ok(samples.width >= 200, `the digits are big enough to read (${samples.width.toFixed(0)} px wide)`);
+      const columns = Math.sqrt(Number(await page.inputValue("#sample-count")));
+      assert.ok(samples.width / columns >= 40, `each digit ${(samples.width / columns).toFixed(0)} px wide, big enough to read`);
       const scroll = await page.evaluate(() => document.documentElement.scrollWidth);
       assert.ok(scroll <= width, `no sideways scrolling (${scroll} px of content)`);
-      await page.screenshot({ path: `${ARTIFACTS}/first-screen-${name}.png` });
       assert.deepEqual(errors, [], "console errors");
     } finally {
       await browser.close();
