@@ -68,9 +68,14 @@ export async function openPage(origin, args, { ready = true, screen = {} } = {})
   await page.goto(origin);
   await page.waitForFunction(() => document.getElementById("status").dataset.state !== "loading", null, { timeout: 120_000 });
   if (ready) await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 300_000, polling: 500 });
-  // The tests set K themselves: Reset keeps it instead of planning it for some minutes, and the
-  // folded settings are opened (they sit below the first screen, which opening does not move).
+  await openSettings(page);
+  return { browser, page, errors };
+}
+
+// The tests set K themselves: Reset keeps it instead of planning it for some minutes, and the
+// folded settings are opened (they sit below the first screen, which opening does not move).
+// Again after a reload.
+export async function openSettings(page) {
   await page.selectOption("#train-minutes", "0");
   await page.$eval("details.settings-fold", (d) => (d.open = true));
-  return { browser, page, errors };
 }

@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { ARTIFACTS, openPage, servedSite } from "./browser.mjs";
+import { ARTIFACTS, openPage, openSettings, servedSite } from "./browser.mjs";
 
 const site = servedSite();
 
@@ -200,6 +200,7 @@ test("on a software WebGPU adapter the page picks the CPU by itself, and WebGPU 
     assert.match(await text(page, "#status"), /^WebGPU, as you chose, on a software adapter/);
     await page.reload();
     await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 300_000, polling: 500 });
+    await openSettings(page);
     assert.equal(await page.getAttribute("body", "data-engine"), "gpu");
     assert.equal(await page.inputValue("#engine-choice"), "gpu");
     assert.equal(await page.getAttribute("#samples", "data-classes"), cpuDigits.slice(0, 16), "the same seed draws the same digits on both backends");

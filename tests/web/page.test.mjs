@@ -11,7 +11,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ARTIFACTS, openPage as open, servedSite } from "./browser.mjs";
+import { ARTIFACTS, openPage as open, openSettings, servedSite } from "./browser.mjs";
 
 const site = servedSite();
 
@@ -155,6 +155,7 @@ test("a run survives a reload, and a run that blows up stops and keeps its last 
     // The run is in IndexedDB: a reload restores it, with the same digits.
     await page.reload();
     await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 300_000, polling: 500 });
+    await openSettings(page);
     assert.match(await page.textContent("#train-status"), /^Restored your run/);
     assert.match(await page.textContent("#run-info"), /8\/16\/16 channels.*seed=3/);
     assert.deepEqual(await canvasGray(page, "samples"), fresh, "the restored run draws the same digits");

@@ -8,7 +8,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ARTIFACTS, openPage, servedSite } from "./browser.mjs";
+import { ARTIFACTS, openPage, openSettings, servedSite } from "./browser.mjs";
 
 const site = servedSite();
 
@@ -48,6 +48,7 @@ test("settings live in the address, the strip shows the consistency property, mu
     assert.equal(search.has("steps"), false, "1 step is the default: not in the address");
     await page.reload();
     await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 300_000, polling: 500 });
+    await openSettings(page);
     assert.equal(await value(page, 'input[name="seed"]'), "9");
     assert.equal(await value(page, 'select[name="loss"]'), "perceptual");
 

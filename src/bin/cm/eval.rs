@@ -46,8 +46,9 @@ pub struct Args {
     /// Also print a markdown table row with this label (used by scripts/compare-recipes).
     #[arg(long)]
     markdown: Option<String>,
-    /// Append one CSV row per sampler (label, sampler, evaluations, FID, class entropy,
-    /// seconds) to this file, labelled with --markdown's label (scripts/compare-samplers).
+    /// Append one CSV row per sampler (label, sampler, evaluations, FID, legible, class entropy,
+    /// the ten digit shares, count, seconds) to this file, labelled with --markdown's label
+    /// (scripts/continue-run, scripts/compare-distillation, scripts/paper-figures).
     #[arg(long)]
     csv: Option<PathBuf>,
     #[arg(long, default_value = "data/mnist")]
