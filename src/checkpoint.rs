@@ -119,6 +119,20 @@ impl Checkpoint {
         copied
     }
 
+    /// The diffusion teacher this run holds, as a teacher run to start a distillation or a
+    /// tuning from: the run itself if it is a teacher, else the teacher a (consistency or
+    /// progressive) distillation carries, with its weights as the sampling EMA; None for a run
+    /// with no teacher.
+    pub fn diffusion_teacher(&self) -> Option<Checkpoint> {
+        if self.config.objective == Objective::Denoising {
+            return Some(self.clone());
+        }
+        let weights = self.teacher.as_ref()?;
+        let mut teacher = Checkpoint::start(self.widths, self.classes, TrainConfig::teacher(1));
+        teacher.states[2] = weights.clone();
+        Some(teacher)
+    }
+
     /// The network this run trains (a consistency model, or the EDM teacher's denoiser).
     pub fn model(&self) -> Model {
         self.config.objective.model(self.widths, self.classes)

@@ -245,17 +245,11 @@ impl<B: Backend> Session<B> {
     /// The diffusion teacher of the loaded run as a teacher checkpoint: the run itself if it is
     /// one, or the teacher a distilled run carries.
     fn teacher_checkpoint(&self) -> Result<Checkpoint> {
-        if self.saved.config.objective == Objective::Denoising {
-            return Ok(self.saved.clone());
-        }
-        let Some(weights) = &self.saved.teacher else {
-            return Err(Error::Invalid(
+        self.saved.diffusion_teacher().ok_or_else(|| {
+            Error::Invalid(
                 "this recipe starts from a diffusion teacher: load a teacher run or the distilled model first".into(),
-            ));
-        };
-        let mut teacher = Checkpoint::start(self.saved.widths, self.saved.classes, TrainConfig::teacher(1));
-        teacher.states[2] = weights.clone();
-        Ok(teacher)
+            )
+        })
     }
 
     fn data(&self) -> Result<&Mnist> {

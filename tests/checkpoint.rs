@@ -348,3 +348,17 @@ fn legibility_readings_round_trip_and_damaged_ones_are_refused() {
         assert!(error.contains("legibility reading"), "{bad}: {error}");
     }
 }
+
+/// The teacher a run holds: a teacher run is its own, a distillation carries one (its weights
+/// become the teacher run's sampling EMA), a consistency run has none.
+#[test]
+fn a_run_gives_the_diffusion_teacher_it_holds() {
+    use consistency::ode::Solver;
+    let teacher = Checkpoint::start(Widths::TINY, 0, TrainConfig { seed: 2, ..TrainConfig::teacher(50) });
+    assert_eq!(teacher.diffusion_teacher().as_ref(), Some(&teacher));
+    let distilled = Checkpoint::from_teacher(&teacher, TrainConfig::distillation(10, Solver::Heun)).unwrap();
+    let carried = distilled.diffusion_teacher().unwrap();
+    assert_eq!(carried.ema(), teacher.ema());
+    assert!(Checkpoint::from_teacher(&carried, TrainConfig::tuning(10)).is_ok());
+    assert_eq!(Checkpoint::start(Widths::TINY, 0, TrainConfig::improved(10)).diffusion_teacher(), None);
+}

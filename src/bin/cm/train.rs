@@ -64,7 +64,7 @@ pub struct Args {
     /// Override the recipe's loss.
     #[arg(long, value_enum)]
     loss: Option<LossChoice>,
-    /// The teacher of `--recipe distill`, `progressive` or `tuning`: a checkpoint of `cm train --recipe teacher`.
+    /// The teacher of `--recipe distill`, `progressive` or `tuning`: a checkpoint of `cm train --recipe teacher`, or a distilled run (which carries its teacher).
     #[arg(long)]
     teacher: Option<PathBuf>,
     /// The teacher's ODE solver for `--recipe distill`: heun or euler.
@@ -193,7 +193,9 @@ fn first_state(args: &Args) -> consistency::Result<Checkpoint> {
                     "this run starts from its teacher, and is conditional exactly when it is: drop --conditional and --init".into(),
                 ));
             }
-            Checkpoint::from_teacher(&load_checkpoint(path)?, config)
+            // A distilled run carries its teacher, which serves as well as the teacher's own run.
+            let run = load_checkpoint(path)?;
+            Checkpoint::from_teacher(&run.diffusion_teacher().unwrap_or(run), config)
         }
         (None, false) => {
             let classes = if args.conditional { CLASSES } else { 0 };
