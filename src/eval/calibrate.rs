@@ -19,7 +19,7 @@
 //! weights. `cm calibrate-classifier` runs it and reports, on held-out images, what each kind
 //! is read as.
 
-use super::classifier::to_model_range;
+use super::classifier::{argmax_rows, to_model_range, top_probability_rows};
 use super::{gaussian_blur, legible_share, noise_images, Evaluator};
 use crate::backend::Backend;
 use crate::backend::RandomKey;
@@ -164,19 +164,19 @@ impl Head {
         })
     }
 
-    /// The share of `features` whose top softmax probability reaches [`super::LEGIBLE_PROBABILITY`].
+    /// The logits of every feature row, `[N, 10]` row-major, as the classifier's readouts take them.
+    fn logit_rows(&self, features: &[f32]) -> Vec<f32> {
+        features.chunks_exact(self.inputs).flat_map(|f| self.logits(f).map(|l| l as f32)).collect()
+    }
+
+    /// The share of `features` the head reads with p >= [`super::LEGIBLE_PROBABILITY`].
     fn legible(&self, features: &[f32]) -> f64 {
-        let confidence: Vec<f32> = features
-            .chunks_exact(self.inputs)
-            .map(|f| softmax(self.logits(f)).iter().cloned().fold(0.0, f64::max) as f32)
-            .collect();
-        legible_share(&confidence)
+        legible_share(&top_probability_rows(&self.logit_rows(features)))
     }
 
     fn accuracy(&self, features: &[f32], labels: &[u8]) -> f64 {
-        let argmax = |l: [f64; CLASSES]| (0..CLASSES).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap_or(0) as u8;
-        let correct =
-            features.chunks_exact(self.inputs).zip(labels).filter(|(f, &y)| argmax(self.logits(f)) == y).count();
+        let predicted = argmax_rows(&self.logit_rows(features));
+        let correct = predicted.iter().zip(labels).filter(|(p, y)| p == y).count();
         correct as f64 / labels.len().max(1) as f64
     }
 }
