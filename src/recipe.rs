@@ -188,9 +188,14 @@ impl TrainConfig {
     }
 
     /// The stage at step k of progressive distillation or consistency tuning (0 otherwise).
+    /// Tuning past K (the page trains the shipped run on until paused) stays at its last stage:
+    /// each later stage would halve t - r again, down to differences that f32 no longer
+    /// resolves (a tiny run continued from K = 540 to 1,350 fell from 22% to 5% legible).
+    /// Progressive distillation goes on at one step ([`TrainConfig::student_steps`]).
     pub fn stage(&self, k: u32) -> u32 {
         match self.objective {
-            Objective::Progressive { stage_steps, .. } | Objective::Tuning { stage_steps, .. } => k / stage_steps,
+            Objective::Progressive { stage_steps, .. } => k / stage_steps,
+            Objective::Tuning { stage_steps, .. } => k.min(self.schedule.total_steps.saturating_sub(1)) / stage_steps,
             _ => 0,
         }
     }

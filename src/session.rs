@@ -41,8 +41,9 @@ const STRIP_TIMES: RangeInclusive<usize> = 2..=32;
 pub struct Settings {
     /// "tiny", "small", "base" or "C0,C1,C2".
     pub widths: String,
-    /// "improved" or "original"; or, from the loaded run's diffusion teacher (a teacher run,
-    /// or a distilled run, which carries its teacher), "distill", "progressive" or "tuning".
+    /// "improved" or "original"; "teacher" (an EDM diffusion teacher, denoising score
+    /// matching); or, from the loaded run's diffusion teacher (a teacher run, or a distilled
+    /// run, which carries its teacher), "distill", "progressive" or "tuning".
     pub recipe: String,
     /// "l2", "l1", "pseudo-huber", "perceptual", or absent for the recipe's own.
     pub loss: Option<String>,
@@ -59,11 +60,6 @@ impl Settings {
     fn recipe(&self) -> Result<Recipe> {
         // A distillation on the page takes its teacher's Heun steps (the table's default).
         let kind = RecipeKind::parse(&self.recipe)?;
-        if kind == RecipeKind::Teacher {
-            return Err(Error::Invalid(
-                "the page does not train a diffusion teacher: `cm train --recipe teacher` does".into(),
-            ));
-        }
         let loss = match self.loss.as_deref() {
             None | Some("") => None,
             Some(name) => Some(LossKind::parse(name)?),

@@ -146,6 +146,31 @@ fn a_distilled_run_samples_its_teacher_and_starts_new_runs_from_it() {
     assert!(s.recipe.contains("consistency tuning"), "{}", s.recipe);
 }
 
+/// The paper's whole path in the page: a diffusion teacher trained from scratch, sampled by
+/// its ODE, then a consistency model tuned from it (the teacher run is its own teacher).
+#[test]
+fn a_teacher_trains_in_the_page_and_a_consistency_model_starts_from_it() {
+    let mut run = session("consistency-small.safetensors");
+    run.set_training_data(digits(32));
+    run.restart(&tiny("teacher", 4)).unwrap();
+    let s = run.status();
+    assert_eq!((s.objective, s.has_teacher, s.widths), ("denoising", true, [8, 16, 16]));
+    let loss = block_on(run.train(2)).unwrap();
+    assert!(loss.is_finite() && loss > 0.0, "loss {loss}");
+    let heun = SampleOptions {
+        teacher: Some(TeacherSampling { solver: "heun".into(), steps: 2 }),
+        ..SampleOptions::default()
+    };
+    assert_eq!(block_on(run.sample(0..2, 0, &heun)).unwrap().len(), 2 * PIXELS);
+    let saved = Checkpoint::from_bytes(&block_on(run.snapshot()).unwrap()).unwrap();
+    assert_eq!(saved.step, 2);
+
+    run.restart(&tiny("tuning", 4)).unwrap();
+    let s = run.status();
+    assert_eq!((s.objective, s.step, s.widths), ("tuning", 0, [8, 16, 16]));
+    assert!(block_on(run.train(1)).unwrap().is_finite());
+}
+
 #[test]
 fn a_fresh_run_trains_and_its_snapshot_loads_back() {
     let mut run = session("consistency-small.safetensors");

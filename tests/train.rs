@@ -278,6 +278,8 @@ fn tuning_steps_on_gpu_equal_cpu() {
         // Stages of one step: the three steps see stages 0, 1 and 2.
         let config = TrainConfig { batch: 4, seed: 8, distance, ..TrainConfig::tuning(5) };
         assert_eq!(config.objective, Objective::Tuning { q: 2.0, stage_steps: 1 });
+        let stages: Vec<u32> = (0..8).map(|k| config.stage(k)).collect();
+        assert_eq!(stages, [0, 1, 2, 3, 4, 4, 4, 4], "past K, tuning stays at its last stage");
         let start = Checkpoint::from_teacher(&teacher, config.clone()).unwrap();
         assert!(start.teacher.is_none(), "tuning's teacher is the online network itself");
         assert_eq!(start.states[0], teacher.ema(), "tuning starts from the teacher's weights");

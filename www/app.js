@@ -14,6 +14,7 @@ import { labelTraceSteps, stepThrough } from "./trace.js";
 import { compare } from "./compare.js";
 import { chartLosses, loadDistilled, trainButtons, wireTrain } from "./train.js";
 import { editKindChanged, wireEdit } from "./edit.js";
+import { showMemory } from "./memory.js";
 import { engineChoice, openEngine, showEngine, wireBackend } from "./backend.js";
 import { loadReadouts } from "./readout.js";
 import { wireChecks } from "./checks.js";
@@ -74,6 +75,7 @@ async function start() {
   for (const id of ["sample-run", "sample-next", "edit-run", "strip-run", "trace-run"]) $(id).disabled = false;
   trainButtons();
   await sample();
+  await showMemory();
   document.body.dataset.ready = "true";
 }
 

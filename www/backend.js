@@ -8,6 +8,7 @@ import { askedEngine, askedWorkers } from "./url.js";
 import { forgetMnist } from "./mnist.js";
 import { refreshStatus } from "./status.js";
 import { sample } from "./sample.js";
+import { showMemory } from "./memory.js";
 import { trainButtons } from "./train.js";
 
 const CHOICES = ["auto", "gpu", "cpu"];
@@ -102,6 +103,7 @@ async function switchEngine() {
     showEngine(await openEngine(choice, bytes));
     await refreshStatus();
     await sample();
+    await showMemory();
   } catch (error) {
     if (!page.engine) page.engine = old;
     show(status, "error", `Could not switch the backend: ${message(error)}`);

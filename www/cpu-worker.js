@@ -1,22 +1,25 @@
 // One CPU worker of the engine (see engine.js). Messages:
 // { id, method: "open", args: [jsUrl, wasmUrl, checkpointBytes] } loads the module and opens a
-// CPU Studio; { id, method: "call", args: [name, args], keep } runs one Studio method. Each
+// CPU Studio; { id, method: "call", args: [name, args], keep } runs one Studio method;
+// { id, method: "memory" } answers the bytes of this worker's WebAssembly memory. Each
 // answer is { id, result } (null when `keep` is false) or { id, error }; results that hold
 // buffers (digits, gradients) hand them over rather than copy them. Messages are handled one at
 // a time, in order.
 
+let bindings = null;
 let studio = null;
 let queue = Promise.resolve();
 
 async function handle({ method, args }) {
   if (method === "open") {
     const [js, wasm, checkpoint] = args;
-    const bindings = await import(js);
+    bindings = await import(js);
     await bindings.default({ module_or_path: wasm });
     studio = await bindings.Studio.open(true, checkpoint);
     return null;
   }
   if (!studio) throw new Error("the CPU engine is not open");
+  if (method === "memory") return bindings.memoryBytes();
   const [name, callArgs] = args;
   return await studio[name](...callArgs);
 }

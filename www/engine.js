@@ -23,6 +23,11 @@ export class LocalEngine {
   close() {
     this.studio.free();
   }
+
+  // The bytes of each worker's WebAssembly memory: none, the run lives on the page's thread.
+  async workerMemory() {
+    return [];
+  }
 }
 
 // More workers than this gain little on a small batch and cost a copy of the run and of MNIST
@@ -108,6 +113,11 @@ export class CpuEngine {
 
   close() {
     for (const w of this.workers) w.worker.terminate();
+  }
+
+  // The bytes of each worker's WebAssembly memory (answered between calls, in order).
+  workerMemory() {
+    return Promise.all(this.workers.map((w) => w.request("memory", [])));
   }
 
   async dispatch(method, args) {

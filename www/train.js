@@ -13,6 +13,11 @@ import { compareButtons } from "./compare.js";
 import { sample } from "./sample.js";
 import { showStrip, stripShown } from "./strip.js";
 import { loadReadouts, takeReadout } from "./readout.js";
+import { showMemory } from "./memory.js";
+
+// The one-click route from a diffusion teacher and its learning rate (docs/results.md, "The
+// page's minutes: from the teacher").
+const TEACHER_ROUTE = { recipe: "distill", lr: "0.001" };
 
 const AUTOSAVE_SECONDS = 30;
 const PREVIEW_SECONDS = 3;
@@ -57,7 +62,7 @@ export function trainButtons() {
   const idle = page.engine !== null && !page.training;
   $("train-run").disabled = !idle;
   $("train-pause").disabled = !page.training;
-  for (const id of ["train-reset", "train-minutes", "train-download", "train-upload", "train-pretrained", "train-distilled", "engine-choice"]) {
+  for (const id of ["train-reset", "train-from-teacher", "train-minutes", "train-download", "train-upload", "train-pretrained", "train-distilled", "engine-choice"]) {
     $(id).disabled = !idle;
   }
   compareButtons();
@@ -72,6 +77,7 @@ async function preview({ reading = false } = {}) {
   const gray = await page.engine.call("sample", 16, 0, {});
   drawDigits($("train-samples"), gray, 4, 2);
   if (stripShown) await showStrip(true);
+  await showMemory();
   train.lastPreview = performance.now();
   train.previewGap = Math.max(PREVIEW_SECONDS * 1000, 5 * (train.lastPreview - started));
   if (!reading && train.lastPreview - train.lastReadout < train.readoutGap) return;
@@ -199,10 +205,26 @@ async function resetRun() {
       ? `, planned for about ${minutes} minutes (K = ${plan.total.toLocaleString("en")} steps at the ${plan.rate.toFixed(1)} steps/s measured here)`
       : "";
     show($("train-status"), "ready", `A fresh run at step 0${planned}; press Train.`);
+    return true;
   } catch (error) {
     show($("train-status"), "error", message(error));
+    return false;
+  } finally {
+    trainButtons();
   }
-  trainButtons();
+}
+
+// One click from the paper's teacher to a one-step model: the distilled model's teacher (or the
+// loaded run's own), a fresh run of the teacher route planned for the chosen minutes, trained.
+async function fromTeacher() {
+  if (!page.status?.hasTeacher) await loadDistilled();
+  if (!page.status?.hasTeacher) return; // the load failed and said why
+  const form = $("settings").elements;
+  for (const [name, value] of Object.entries(TEACHER_ROUTE)) {
+    form[name].value = value;
+    form[name].dispatchEvent(new Event("change", { bubbles: true }));
+  }
+  if (await resetRun()) await trainLoop();
 }
 
 async function download() {
@@ -247,6 +269,7 @@ export function wireTrain() {
     $("train-pause").disabled = true;
   });
   $("train-reset").addEventListener("click", resetRun);
+  $("train-from-teacher").addEventListener("click", fromTeacher);
   $("train-download").addEventListener("click", download);
   $("train-upload").addEventListener("change", async (event) => {
     const file = event.target.files[0];

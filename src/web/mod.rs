@@ -9,6 +9,7 @@
 //!   (`webgpu.rs`);
 //! - [`constants`] and [`evaluations`]: the numbers the page shows and asks with, from the Rust
 //!   that uses them, so the page re-types none of them;
+//! - [`memory_bytes`]: the module's memory, which the Engine panel and the soak watch;
 //! - `js.rs`: conversions between JS values and the session's types.
 
 mod js;
@@ -65,4 +66,11 @@ pub fn constants() -> Result<JsValue, JsValue> {
 pub fn evaluations(solver: &str, steps: u32) -> Result<u32, JsValue> {
     let solver = Solver::parse(solver).map_err(js::error)?;
     Ok(ode::evaluations(solver, steps as usize) as u32)
+}
+
+/// The bytes of this instance's linear memory (the page's, or one CPU worker's): it holds the
+/// run, MNIST and every buffer, and grows but never shrinks, so a leak shows as growth here.
+#[wasm_bindgen(js_name = memoryBytes)]
+pub fn memory_bytes() -> f64 {
+    (core::arch::wasm32::memory_size(0) * 65536) as f64
 }

@@ -1,8 +1,8 @@
 // The page's views of the consistency property and its shareable address, in headless Chromium
 // on the CPU engine: every setting read from and written to the URL; the noise strip of a
 // training digit mapped back by the trained model (and not by an untrained one); multistep
-// sampling step by step; the schedule chart; the new recipes and the perceptual loss; the
-// paper's figures.
+// sampling step by step; the schedule chart; the new recipes and the perceptual loss; a
+// teacher trained in the page and "From the teacher"; the paper's figures.
 //
 // Run after `trunk build --public-url /consistency/` (scripts/test does both): node --test tests/web/
 
@@ -22,7 +22,7 @@ async function showStrip(page) {
   return { times: data.times.split(",").map(Number), classes: data.classes, distance: Number(data.distance) };
 }
 
-test("settings live in the address, the strip shows the consistency property, multistep steps through, the new recipes train", { timeout: 900_000 }, async () => {
+test("settings live in the address, the strip shows the consistency property, multistep steps through, the new recipes train, a teacher trains and a one-step model is distilled from it in a click", { timeout: 900_000 }, async () => {
   const query = "config=small&recipe=original&loss=perceptual&K=500&batch=16&seed=7&steps=2&count=16&sampleSeed=5&stripDigit=3&traceSteps=4";
   const { browser, page, errors } = await openPage(`${site.origin}?${query}`, []);
   try {
@@ -115,6 +115,30 @@ test("settings live in the address, the strip shows the consistency property, mu
       await page.click("#train-distilled");
       await page.waitForFunction(() => document.getElementById("train-status").textContent.includes("Loaded the distilled model"), null, { timeout: 300_000 });
     }
+
+    // The paper's whole path in the page: a diffusion teacher trains (its previews drawn by its
+    // ODE), then one click distils a one-step model from it, the run being its own teacher.
+    await page.selectOption('select[name="widths"]', "tiny");
+    await page.selectOption('select[name="recipe"]', "teacher");
+    await page.selectOption('select[name="loss"]', "");
+    await page.fill('input[name="batch"]', "4");
+    await page.click("#train-reset");
+    await page.waitForFunction(() => document.getElementById("run-info").textContent.includes("EDM teacher"), null, { timeout: 120_000 });
+    await page.click("#train-run");
+    await page.waitForFunction(() => parseInt(document.getElementById("stat-step").textContent, 10) >= 2, null, { timeout: 300_000, polling: 200 });
+    await page.click("#train-pause");
+    await page.waitForFunction(() => document.getElementById("train-status").textContent.startsWith("Paused"), null, { timeout: 300_000 });
+    const teacherLoss = Number(await page.textContent("#stat-loss"));
+    assert.ok(Number.isFinite(teacherLoss) && teacherLoss > 0, `teacher loss ${teacherLoss}`);
+    await page.click("#train-from-teacher");
+    await page.waitForFunction(() => document.getElementById("run-info").textContent.includes("consistency distillation"), null, { timeout: 120_000 });
+    await page.waitForFunction(() => document.getElementById("train-status").textContent.startsWith("Training"), null, { timeout: 120_000 });
+    await page.click("#train-pause");
+    await page.waitForFunction(() => document.getElementById("train-status").textContent.startsWith("Paused"), null, { timeout: 300_000 });
+    const tuned = await page.textContent("#run-info");
+    console.log(`from the page's teacher: ${tuned} loss ${await page.textContent("#stat-loss")}`);
+    assert.match(tuned, /8\/16\/16 channels/, "the teacher's widths");
+    assert.doesNotMatch(tuned, /class-conditional/, "the page's teacher, not the distilled model's");
 
     // The paper's figures load.
     const figures = await page.$$eval(".figures:not(.samples) img", async (imgs) => {
