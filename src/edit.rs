@@ -33,7 +33,7 @@ pub const SDEDIT_START: f64 = 5.0;
 /// Default refinement time points of [`sdedit`], after [`SDEDIT_START`].
 pub const SDEDIT_TIME_POINTS: &[f64] = &[0.8];
 
-/// Algorithm 4 as written in section 7, for the transforms of [`Backend::keep_known`]: with
+/// Algorithm 4 as written in section 7, for the transforms of [`ElementwiseOps::keep_known`](crate::backend::ElementwiseOps::keep_known): with
 /// `patch = 1` the known part is the pixels where `keep` is 1 (inpainting); with `patch = p` it
 /// is the p x p tile means where `keep` is 1 (super-resolution keeps every tile's mean).
 ///

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use consistency::backend::Backend;
+use consistency::backend::prelude::*;
 use consistency::data::mnist::{IMAGE_PIXELS, IMAGE_SIDE};
 use consistency::data::{Mnist, Split};
 use consistency::eval::classifier::{self, to_model_range};

@@ -5,7 +5,8 @@
 mod common;
 
 use common::*;
-use consistency::backend::{Backend, RandomKey};
+use consistency::backend::prelude::*;
+use consistency::backend::RandomKey;
 
 const KEY: RandomKey = RandomKey { seed: 0x0123_4567_89ab_cdef, step: 17, stream: 3 };
 /// Draws for the statistical checks: standard errors of about 1e-3.

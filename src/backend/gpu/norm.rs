@@ -3,6 +3,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{grid, kernel, GpuBackend, GpuTensor, WORKGROUP};
+use crate::backend::NormOps;
 
 /// Added to the group variance before the square root (PyTorch's default; the CPU twin uses the same).
 const EPS: f32 = 1e-5;
@@ -53,82 +54,6 @@ fn geometry(
     (n, c, x.len() / (n * c))
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn group_norm(
-    be: &GpuBackend,
-    groups: usize,
-    silu: bool,
-    x: &GpuTensor,
-    gamma: &GpuTensor,
-    beta: &GpuTensor,
-    y: &GpuTensor,
-    stats: &GpuTensor,
-) {
-    let (n, c, s) = geometry(groups, x, gamma, beta, stats);
-    assert_eq!(y.len(), x.len(), "group_norm: y {:?} for x {:?}", y.shape, x.shape);
-    let params = Forward {
-        count: (n * groups) as u32,
-        groups: groups as u32,
-        cpg: (c / groups) as u32,
-        s: s as u32,
-        silu: silu as u32,
-        eps: EPS,
-    };
-    // One workgroup per (sample, group): grid's one item per workgroup.
-    be.dispatch(&kernel!("group_norm_forward", with "silu"), &params, &[x, gamma, beta, y, stats], grid(n * groups, 1));
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn group_norm_backward(
-    be: &GpuBackend,
-    groups: usize,
-    silu: bool,
-    dy: &GpuTensor,
-    x: &GpuTensor,
-    gamma: &GpuTensor,
-    beta: &GpuTensor,
-    stats: &GpuTensor,
-    dx: &GpuTensor,
-    dgamma: &GpuTensor,
-    dbeta: &GpuTensor,
-) {
-    let (n, c, s) = geometry(groups, x, gamma, beta, stats);
-    assert!(
-        dy.len() == x.len() && dx.len() == x.len(),
-        "group_norm_backward: dy {:?}, dx {:?} for x {:?}",
-        dy.shape,
-        dx.shape,
-        x.shape
-    );
-    assert!(
-        dgamma.len() == c && dbeta.len() == c,
-        "group_norm_backward: dgamma {:?} / dbeta {:?}",
-        dgamma.shape,
-        dbeta.shape
-    );
-    let params = Backward {
-        batch: n as u32,
-        channels: c as u32,
-        groups: groups as u32,
-        cpg: (c / groups) as u32,
-        s: s as u32,
-        silu: silu as u32,
-    };
-    // The binding order is the shader's: inputs 1-5, then the entry point's outputs.
-    be.dispatch(
-        &kernel!("group_norm_backward", entry = "input_grad", with "silu"),
-        &params,
-        &[dy, x, gamma, beta, stats, dx],
-        grid(n * groups, 1),
-    );
-    be.dispatch(
-        &kernel!("group_norm_backward", entry = "affine_grad", with "silu"),
-        &params,
-        &[dy, x, gamma, beta, stats, dgamma, dbeta],
-        grid(c, 1),
-    );
-}
-
 /// Mirrors `Params` in shaders/channel_normalize_params.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -146,24 +71,105 @@ fn normalize_params(x: &GpuTensor, r: &GpuTensor) -> Normalize {
     Normalize { n: n as u32, c: c as u32, s: s as u32 }
 }
 
-pub fn channel_normalize(be: &GpuBackend, x: &GpuTensor, y: &GpuTensor, r: &GpuTensor) {
-    assert_eq!(y.len(), x.len(), "channel_normalize: y {:?} for x {:?}", y.shape, x.shape);
-    let p = normalize_params(x, r);
-    be.dispatch(
-        &kernel!("channel_normalize_forward", with "channel_normalize_params"),
-        &p,
-        &[x, y, r],
-        grid(r.len(), WORKGROUP),
-    );
-}
+impl NormOps for GpuBackend {
+    fn group_norm(
+        &self,
+        groups: usize,
+        silu: bool,
+        x: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        y: &GpuTensor,
+        stats: &GpuTensor,
+    ) {
+        let (n, c, s) = geometry(groups, x, gamma, beta, stats);
+        assert_eq!(y.len(), x.len(), "group_norm: y {:?} for x {:?}", y.shape, x.shape);
+        let params = Forward {
+            count: (n * groups) as u32,
+            groups: groups as u32,
+            cpg: (c / groups) as u32,
+            s: s as u32,
+            silu: silu as u32,
+            eps: EPS,
+        };
+        // One workgroup per (sample, group): grid's one item per workgroup.
+        self.dispatch(
+            &kernel!("group_norm_forward", with "silu"),
+            &params,
+            &[x, gamma, beta, y, stats],
+            grid(n * groups, 1),
+        );
+    }
 
-pub fn channel_normalize_backward(be: &GpuBackend, x: &GpuTensor, r: &GpuTensor, dy: &GpuTensor, dx: &GpuTensor) {
-    assert!(dy.len() == x.len() && dx.len() == x.len(), "channel_normalize_backward: dy, dx for x {:?}", x.shape);
-    let p = normalize_params(x, r);
-    be.dispatch(
-        &kernel!("channel_normalize_backward", with "channel_normalize_params"),
-        &p,
-        &[x, r, dy, dx],
-        grid(r.len(), WORKGROUP),
-    );
+    fn group_norm_backward(
+        &self,
+        groups: usize,
+        silu: bool,
+        dy: &GpuTensor,
+        x: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        stats: &GpuTensor,
+        dx: &GpuTensor,
+        dgamma: &GpuTensor,
+        dbeta: &GpuTensor,
+    ) {
+        let (n, c, s) = geometry(groups, x, gamma, beta, stats);
+        assert!(
+            dy.len() == x.len() && dx.len() == x.len(),
+            "group_norm_backward: dy {:?}, dx {:?} for x {:?}",
+            dy.shape,
+            dx.shape,
+            x.shape
+        );
+        assert!(
+            dgamma.len() == c && dbeta.len() == c,
+            "group_norm_backward: dgamma {:?} / dbeta {:?}",
+            dgamma.shape,
+            dbeta.shape
+        );
+        let params = Backward {
+            batch: n as u32,
+            channels: c as u32,
+            groups: groups as u32,
+            cpg: (c / groups) as u32,
+            s: s as u32,
+            silu: silu as u32,
+        };
+        // The binding order is the shader's: inputs 1-5, then the entry point's outputs.
+        self.dispatch(
+            &kernel!("group_norm_backward", entry = "input_grad", with "silu"),
+            &params,
+            &[dy, x, gamma, beta, stats, dx],
+            grid(n * groups, 1),
+        );
+        self.dispatch(
+            &kernel!("group_norm_backward", entry = "affine_grad", with "silu"),
+            &params,
+            &[dy, x, gamma, beta, stats, dgamma, dbeta],
+            grid(c, 1),
+        );
+    }
+
+    fn channel_normalize(&self, x: &GpuTensor, y: &GpuTensor, r: &GpuTensor) {
+        assert_eq!(y.len(), x.len(), "channel_normalize: y {:?} for x {:?}", y.shape, x.shape);
+        let p = normalize_params(x, r);
+        self.dispatch(
+            &kernel!("channel_normalize_forward", with "channel_normalize_params"),
+            &p,
+            &[x, y, r],
+            grid(r.len(), WORKGROUP),
+        );
+    }
+
+    fn channel_normalize_backward(&self, x: &GpuTensor, r: &GpuTensor, dy: &GpuTensor, dx: &GpuTensor) {
+        assert!(dy.len() == x.len() && dx.len() == x.len(), "channel_normalize_backward: dy, dx for x {:?}", x.shape);
+        let p = normalize_params(x, r);
+        self.dispatch(
+            &kernel!("channel_normalize_backward", with "channel_normalize_params"),
+            &p,
+            &[x, r, dy, dx],
+            grid(r.len(), WORKGROUP),
+        );
+    }
 }

@@ -3,7 +3,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{grid, kernel, GpuBackend, GpuTensor, WORKGROUP};
-use crate::backend::AdamStep;
+use crate::backend::{AdamStep, OptimOps};
 
 /// Mirrors `Params` of `adam.wgsl`.
 #[repr(C)]
@@ -41,22 +41,6 @@ impl AdamParams {
     }
 }
 
-pub fn adam(
-    be: &GpuBackend,
-    step: &AdamStep,
-    params: &GpuTensor,
-    grad: &GpuTensor,
-    m: &GpuTensor,
-    v: &GpuTensor,
-    grad_sumsq: &GpuTensor,
-) {
-    let len = params.len();
-    assert!(grad.len() == len && m.len() == len && v.len() == len, "adam: params, grad, m, v lengths");
-    let sumsq = grad_sumsq.view(0, &[1]);
-    let p = AdamParams::new(step, len);
-    be.dispatch(&kernel!("adam"), &p, &[params, grad, m, v, &sumsq], grid(len, WORKGROUP));
-}
-
 /// Mirrors `Params` of `ema.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -65,7 +49,25 @@ struct EmaParams {
     mu: f32,
 }
 
-pub fn ema(be: &GpuBackend, mu: f32, avg: &GpuTensor, x: &GpuTensor) {
-    assert_eq!(avg.len(), x.len(), "ema: avg and x lengths");
-    be.dispatch(&kernel!("ema"), &EmaParams { len: avg.len() as u32, mu }, &[avg, x], grid(avg.len(), WORKGROUP));
+impl OptimOps for GpuBackend {
+    fn adam(
+        &self,
+        step: &AdamStep,
+        params: &GpuTensor,
+        grad: &GpuTensor,
+        m: &GpuTensor,
+        v: &GpuTensor,
+        grad_sumsq: &GpuTensor,
+    ) {
+        let len = params.len();
+        assert!(grad.len() == len && m.len() == len && v.len() == len, "adam: params, grad, m, v lengths");
+        let sumsq = grad_sumsq.view(0, &[1]);
+        let p = AdamParams::new(step, len);
+        self.dispatch(&kernel!("adam"), &p, &[params, grad, m, v, &sumsq], grid(len, WORKGROUP));
+    }
+
+    fn ema(&self, mu: f32, avg: &GpuTensor, x: &GpuTensor) {
+        assert_eq!(avg.len(), x.len(), "ema: avg and x lengths");
+        self.dispatch(&kernel!("ema"), &EmaParams { len: avg.len() as u32, mu }, &[avg, x], grid(avg.len(), WORKGROUP));
+    }
 }
