@@ -211,9 +211,14 @@ impl ConvOps for GpuBackend {
         assert_eq!(out.len(), outputs, "channel_sum: output length");
         let params = ChannelSumParams { n: n as u32, c: c as u32, s: s as u32, per_sample: per_sample as u32 };
         if run <= PER_THREAD_RUN {
-            self.dispatch(&kernel!("channel_sum", entry = "per_thread"), &params, &[x, out], grid(outputs, WORKGROUP));
+            self.dispatch(
+                &kernel!("channel_sum", entry = "per_thread", with "workgroup_sum"),
+                &params,
+                &[x, out],
+                grid(outputs, WORKGROUP),
+            );
         } else {
-            self.dispatch(&kernel!("channel_sum"), &params, &[x, out], grid(outputs, 1));
+            self.dispatch(&kernel!("channel_sum", with "workgroup_sum"), &params, &[x, out], grid(outputs, 1));
         }
     }
 }

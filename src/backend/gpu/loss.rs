@@ -83,7 +83,7 @@ impl LossOps for GpuBackend {
         let p = LossParams::new(metric, pred);
         // One workgroup per sample.
         self.dispatch(
-            &kernel!("loss_forward", with "loss_params"),
+            &kernel!("loss_forward", with "loss_params", "workgroup_sum"),
             &p,
             &[pred, target, weight, loss, stats],
             grid(n, 1),
@@ -116,7 +116,7 @@ impl LossOps for GpuBackend {
         let out = &out.view(0, &[1]);
         let len = x.len();
         let groups = len.div_ceil(WORKGROUP as usize).clamp(1, SUM_GROUPS);
-        let kernel = kernel!("sum_reduce");
+        let kernel = kernel!("sum_reduce", with "workgroup_sum");
         if groups == 1 {
             // One workgroup covers it all: the first pass is already the total.
             let p = SumParams { len: len as u32, square: square as u32, scale };

@@ -94,7 +94,7 @@ impl NormOps for GpuBackend {
         };
         // One workgroup per (sample, group): grid's one item per workgroup.
         self.dispatch(
-            &kernel!("group_norm_forward", with "silu"),
+            &kernel!("group_norm_forward", with "silu", "workgroup_sum"),
             &params,
             &[x, gamma, beta, y, stats],
             grid(n * groups, 1),
@@ -138,13 +138,13 @@ impl NormOps for GpuBackend {
         };
         // The binding order is the shader's: inputs 1-5, then the entry point's outputs.
         self.dispatch(
-            &kernel!("group_norm_backward", entry = "input_grad", with "silu"),
+            &kernel!("group_norm_backward", entry = "input_grad", with "silu", "workgroup_sum"),
             &params,
             &[dy, x, gamma, beta, stats, dx],
             grid(n * groups, 1),
         );
         self.dispatch(
-            &kernel!("group_norm_backward", entry = "affine_grad", with "silu"),
+            &kernel!("group_norm_backward", entry = "affine_grad", with "silu", "workgroup_sum"),
             &params,
             &[dy, x, gamma, beta, stats, dgamma, dbeta],
             grid(c, 1),
