@@ -2,9 +2,7 @@
 //! each kernel supplies how to load A and B and where to store C), and the channel sums that
 //! give their bias gradients.
 
-use bytemuck::{Pod, Zeroable};
-
-use super::{grid, kernel, GpuBackend, GpuTensor, MAX_GROUPS, WORKGROUP};
+use super::{grid, kernel, params, GpuBackend, GpuTensor, UniformLayout, MAX_GROUPS, WORKGROUP};
 use crate::backend::{Conv2d, ConvOps};
 
 /// Tile of C one GEMM workgroup computes (`GEMM_TM` x `GEMM_TN` in gemm_tile.wgsl), and the
@@ -21,21 +19,21 @@ const SPLIT_MIN_K: usize = 512;
 /// ...and keep the reduction over slices short (channel_sum's one-invocation-per-output path).
 const MAX_SPLITS: usize = 64;
 
-/// Mirrors `Params` in shaders/conv2d_params.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ConvParams {
-    batch: u32,
-    in_channels: u32,
-    out_channels: u32,
-    height: u32,
-    width: u32,
-    out_height: u32,
-    out_width: u32,
-    kernel: u32,
-    stride: u32,
-    pad: u32,
-    k_per_split: u32,
+params! {
+    /// Mirrors `Params` in shaders/conv2d_params.wgsl.
+    struct ConvParams {
+        batch: u32,
+        in_channels: u32,
+        out_channels: u32,
+        height: u32,
+        width: u32,
+        out_height: u32,
+        out_width: u32,
+        kernel: u32,
+        stride: u32,
+        pad: u32,
+        k_per_split: u32,
+    }
 }
 
 impl ConvParams {
@@ -56,28 +54,28 @@ impl ConvParams {
     }
 }
 
-/// Mirrors `Params` of matmul.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct MatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    a_stride_m: u32,
-    a_stride_k: u32,
-    b_stride_k: u32,
-    b_stride_n: u32,
-    has_bias: u32,
+params! {
+    /// Mirrors `Params` of matmul.wgsl.
+    struct MatmulParams {
+        m: u32,
+        n: u32,
+        k: u32,
+        a_stride_m: u32,
+        a_stride_k: u32,
+        b_stride_k: u32,
+        b_stride_n: u32,
+        has_bias: u32,
+    }
 }
 
-/// Mirrors `Params` of channel_sum.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ChannelSumParams {
-    n: u32,
-    c: u32,
-    s: u32,
-    per_sample: u32,
+params! {
+    /// Mirrors `Params` of channel_sum.wgsl.
+    struct ChannelSumParams {
+        n: u32,
+        c: u32,
+        s: u32,
+        per_sample: u32,
+    }
 }
 
 /// Workgroups of a GEMM of `m` x `n` over `splits` slices of K.
@@ -222,3 +220,12 @@ impl ConvOps for GpuBackend {
         }
     }
 }
+
+/// The parameters of each kernel here (tests/shader_layout.rs).
+pub(super) const UNIFORMS: &[UniformLayout] = &[
+    ConvParams::uniform(kernel!("conv2d_forward", with "conv2d_params", "gemm_tile")),
+    ConvParams::uniform(kernel!("conv2d_backward_input", with "conv2d_params", "gemm_tile")),
+    ConvParams::uniform(kernel!("conv2d_backward_weight", with "conv2d_params", "gemm_tile")),
+    MatmulParams::uniform(kernel!("matmul", with "gemm_tile")),
+    ChannelSumParams::uniform(kernel!("channel_sum", with "workgroup_sum")),
+];

@@ -1,71 +1,69 @@
 //! Elementwise kernels and data movement: SiLU, upsampling, channel copies, broadcast adds,
 //! per-sample scale-and-add, the sinusoidal time embedding, the projection of zero-shot editing.
 
-use bytemuck::{Pod, Zeroable};
-
-use super::{grid, kernel, GpuBackend, GpuTensor, WORKGROUP};
+use super::{grid, kernel, params, GpuBackend, GpuTensor, UniformLayout, WORKGROUP};
 use crate::backend::{keep_known_geometry, ElementwiseOps};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Len {
-    len: u32,
+params! {
+    struct Len {
+        len: u32,
+    }
 }
 
-/// Parameters of the upsampling kernels: `len` values written, input (dx) height and width.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Upsample {
-    len: u32,
-    h: u32,
-    w: u32,
+params! {
+    /// Parameters of the upsampling kernels: `len` values written, input (dx) height and width.
+    struct Upsample {
+        len: u32,
+        h: u32,
+        w: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct CopyChannels {
-    len: u32,
-    run: u32,
-    src_stride: u32,
-    src_offset: u32,
-    dst_stride: u32,
-    dst_offset: u32,
-    accumulate: u32,
+params! {
+    struct CopyChannels {
+        len: u32,
+        run: u32,
+        src_stride: u32,
+        src_offset: u32,
+        dst_stride: u32,
+        dst_offset: u32,
+        accumulate: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ChannelBias {
-    len: u32,
-    /// Spatial size H * W.
-    s: u32,
+params! {
+    struct ChannelBias {
+        len: u32,
+        /// Spatial size H * W.
+        s: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ScaleAdd {
-    len: u32,
-    /// Values per sample.
-    d: u32,
+params! {
+    struct ScaleAdd {
+        len: u32,
+        /// Values per sample.
+        d: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Sinusoidal {
-    len: u32,
-    /// H: features per function (out is `[N, 2H]`).
-    half: u32,
+params! {
+    struct Sinusoidal {
+        len: u32,
+        /// H: features per function (out is `[N, 2H]`).
+        half: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct KeepKnown {
-    len: u32,
-    height: u32,
-    width: u32,
-    tile: u32,
-    keep_len: u32,
-    inv_area: f32,
+params! {
+    struct KeepKnown {
+        len: u32,
+        height: u32,
+        width: u32,
+        tile: u32,
+        keep_len: u32,
+        inv_area: f32,
+    }
 }
 
 /// Index math in the kernels is u32.
@@ -214,3 +212,17 @@ impl ElementwiseOps for GpuBackend {
         self.dispatch(&kernel!("keep_known"), &params, &[x, y, keep, out], grid(out.len(), WORKGROUP));
     }
 }
+
+/// The parameters of each kernel here (tests/shader_layout.rs).
+pub(super) const UNIFORMS: &[UniformLayout] = &[
+    Len::uniform(kernel!("add")),
+    Len::uniform(kernel!("silu_forward", with "silu")),
+    Len::uniform(kernel!("silu_backward", with "silu")),
+    Upsample::uniform(kernel!("upsample_nearest2x_forward")),
+    Upsample::uniform(kernel!("upsample_nearest2x_backward")),
+    CopyChannels::uniform(kernel!("copy_channels")),
+    ChannelBias::uniform(kernel!("add_channel_bias")),
+    ScaleAdd::uniform(kernel!("scale_add")),
+    Sinusoidal::uniform(kernel!("sinusoidal_embedding")),
+    KeepKnown::uniform(kernel!("keep_known")),
+];

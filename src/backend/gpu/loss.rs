@@ -1,18 +1,16 @@
 //! Per-sample weighted losses, their gradients, and sum reductions.
 
-use bytemuck::{Pod, Zeroable};
-
-use super::{grid, kernel, GpuBackend, GpuTensor, WORKGROUP};
+use super::{grid, kernel, params, GpuBackend, GpuTensor, UniformLayout, WORKGROUP};
 use crate::backend::{LossOps, Metric};
 
-/// Mirrors `Params` in shaders/loss_params.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct LossParams {
-    n: u32,
-    d: u32,
-    metric: u32,
-    c: f32,
+params! {
+    /// Mirrors `Params` in shaders/loss_params.wgsl.
+    struct LossParams {
+        n: u32,
+        d: u32,
+        metric: u32,
+        c: f32,
+    }
 }
 
 impl LossParams {
@@ -27,28 +25,28 @@ impl LossParams {
     }
 }
 
-/// Mirrors `Params` of `sum_reduce.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct SumParams {
-    len: u32,
-    square: u32,
-    scale: f32,
+params! {
+    /// Mirrors `Params` of `sum_reduce.wgsl`.
+    struct SumParams {
+        len: u32,
+        square: u32,
+        scale: f32,
+    }
 }
 
 /// Workgroups of the first pass at most: the second pass then reads one partial per thread.
 /// With 256 x 256 threads, a million values are about 15 per thread.
 const SUM_GROUPS: usize = WORKGROUP as usize;
 
-/// Mirrors `Params` of `softmax_cross_entropy.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct SoftmaxCrossEntropyParams {
-    n: u32,
-    k: u32,
-    /// The bits of a quiet NaN, written for an invalid label. A NaN literal in WGSL is a
-    /// constant-expression error in Chrome's shader compiler, so it comes in at run time.
-    nan_bits: u32,
+params! {
+    /// Mirrors `Params` of `softmax_cross_entropy.wgsl`.
+    struct SoftmaxCrossEntropyParams {
+        n: u32,
+        k: u32,
+        /// The bits of a quiet NaN, written for an invalid label. A NaN literal in WGSL is a
+        /// constant-expression error in Chrome's shader compiler, so it comes in at run time.
+        nan_bits: u32,
+    }
 }
 
 impl SoftmaxCrossEntropyParams {
@@ -155,3 +153,11 @@ impl LossOps for GpuBackend {
         );
     }
 }
+
+/// The parameters of each kernel here (tests/shader_layout.rs).
+pub(super) const UNIFORMS: &[UniformLayout] = &[
+    LossParams::uniform(kernel!("loss_forward", with "loss_params", "workgroup_sum")),
+    LossParams::uniform(kernel!("loss_backward", with "loss_params")),
+    SumParams::uniform(kernel!("sum_reduce", with "workgroup_sum")),
+    SoftmaxCrossEntropyParams::uniform(kernel!("softmax_cross_entropy", entry = "forward")),
+];

@@ -91,6 +91,49 @@ macro_rules! kernel {
 }
 pub(crate) use kernel;
 
+/// A kernel's parameter struct: `#[repr(C)]` and `Pod` for the uniform upload, with the list of
+/// its fields and their offsets, so the list cannot drift from the struct (see
+/// [`UniformLayout`]).
+macro_rules! params {
+    ($(#[$attr:meta])* struct $name:ident { $($(#[$field_attr:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$attr])*
+        #[repr(C)]
+        #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+        struct $name {
+            $($(#[$field_attr])* $field: $ty,)*
+        }
+
+        impl $name {
+            const FIELDS: &'static [(&'static str, usize)] =
+                &[$((stringify!($field), std::mem::offset_of!($name, $field))),*];
+
+            /// This struct as the parameters of `kernel`.
+            const fn uniform(kernel: $crate::gpu::Kernel) -> $crate::backend::gpu::UniformLayout {
+                $crate::backend::gpu::UniformLayout { kernel, size: std::mem::size_of::<$name>(), fields: Self::FIELDS }
+            }
+        }
+    };
+}
+pub(crate) use params;
+
+/// A kernel's parameter struct as Rust lays it out: `tests/shader_layout.rs` holds it against the
+/// uniform struct the kernel's WGSL declares at `@group(0) @binding(0)` (names, order, offsets
+/// and size), since a mismatch would silently feed a kernel the wrong values.
+#[derive(Clone, Copy, Debug)]
+pub struct UniformLayout {
+    /// One kernel of the WGSL file (its entry points share the struct).
+    pub kernel: Kernel,
+    /// `size_of` the Rust struct.
+    pub size: usize,
+    /// Its fields in declaration order, each with its `offset_of`.
+    pub fields: &'static [(&'static str, usize)],
+}
+
+/// The parameter struct of every kernel file.
+pub fn uniform_layouts() -> Vec<UniformLayout> {
+    [conv::UNIFORMS, elementwise::UNIFORMS, loss::UNIFORMS, norm::UNIFORMS, optim::UNIFORMS, random::UNIFORMS].concat()
+}
+
 impl GpuBackend {
     pub fn new(ctx: GpuContext) -> Self {
         GpuBackend { launcher: Launcher::new(ctx) }

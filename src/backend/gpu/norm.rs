@@ -1,36 +1,34 @@
 //! Group normalisation (with an optional fused SiLU) and its backward pass.
 
-use bytemuck::{Pod, Zeroable};
-
-use super::{grid, kernel, GpuBackend, GpuTensor, WORKGROUP};
+use super::{grid, kernel, params, GpuBackend, GpuTensor, UniformLayout, WORKGROUP};
 use crate::backend::NormOps;
 
 /// Added to the group variance before the square root (PyTorch's default; the CPU twin uses the same).
 const EPS: f32 = 1e-5;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Forward {
-    /// (sample, group) pairs, one workgroup each.
-    count: u32,
-    groups: u32,
-    /// Channels per group.
-    cpg: u32,
-    /// Spatial size H * W.
-    s: u32,
-    silu: u32,
-    eps: f32,
+params! {
+    struct Forward {
+        /// (sample, group) pairs, one workgroup each.
+        count: u32,
+        groups: u32,
+        /// Channels per group.
+        cpg: u32,
+        /// Spatial size H * W.
+        s: u32,
+        silu: u32,
+        eps: f32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Backward {
-    batch: u32,
-    channels: u32,
-    groups: u32,
-    cpg: u32,
-    s: u32,
-    silu: u32,
+params! {
+    struct Backward {
+        batch: u32,
+        channels: u32,
+        groups: u32,
+        cpg: u32,
+        s: u32,
+        silu: u32,
+    }
 }
 
 /// (N, C, S) of x `[N, C, ...]`, checked against `groups` and the stats shape.
@@ -54,13 +52,13 @@ fn geometry(
     (n, c, x.len() / (n * c))
 }
 
-/// Mirrors `Params` in shaders/channel_normalize_params.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Normalize {
-    n: u32,
-    c: u32,
-    s: u32,
+params! {
+    /// Mirrors `Params` in shaders/channel_normalize_params.wgsl.
+    struct Normalize {
+        n: u32,
+        c: u32,
+        s: u32,
+    }
 }
 
 fn normalize_params(x: &GpuTensor, r: &GpuTensor) -> Normalize {
@@ -173,3 +171,11 @@ impl NormOps for GpuBackend {
         );
     }
 }
+
+/// The parameters of each kernel here (tests/shader_layout.rs).
+pub(super) const UNIFORMS: &[UniformLayout] = &[
+    Forward::uniform(kernel!("group_norm_forward", with "silu", "workgroup_sum")),
+    Backward::uniform(kernel!("group_norm_backward", entry = "input_grad", with "silu", "workgroup_sum")),
+    Normalize::uniform(kernel!("channel_normalize_forward", with "channel_normalize_params")),
+    Normalize::uniform(kernel!("channel_normalize_backward", with "channel_normalize_params")),
+];

@@ -1,22 +1,20 @@
 //! Optimizer kernels over the flat parameter buffer: Adam (with clipping by global norm) and EMA.
 
-use bytemuck::{Pod, Zeroable};
-
-use super::{grid, kernel, GpuBackend, GpuTensor, WORKGROUP};
+use super::{grid, kernel, params, GpuBackend, GpuTensor, UniformLayout, WORKGROUP};
 use crate::backend::{AdamStep, OptimOps};
 
-/// Mirrors `Params` of `adam.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct AdamParams {
-    len: u32,
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    bias1: f32,
-    bias2: f32,
-    max_grad_norm: f32,
+params! {
+    /// Mirrors `Params` of `adam.wgsl`.
+    struct AdamParams {
+        len: u32,
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        bias1: f32,
+        bias2: f32,
+        max_grad_norm: f32,
+    }
 }
 
 impl AdamParams {
@@ -41,12 +39,12 @@ impl AdamParams {
     }
 }
 
-/// Mirrors `Params` of `ema.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct EmaParams {
-    len: u32,
-    mu: f32,
+params! {
+    /// Mirrors `Params` of `ema.wgsl`.
+    struct EmaParams {
+        len: u32,
+        mu: f32,
+    }
 }
 
 impl OptimOps for GpuBackend {
@@ -71,3 +69,7 @@ impl OptimOps for GpuBackend {
         self.dispatch(&kernel!("ema"), &EmaParams { len: avg.len() as u32, mu }, &[avg, x], grid(avg.len(), WORKGROUP));
     }
 }
+
+/// The parameters of each kernel here (tests/shader_layout.rs).
+pub(super) const UNIFORMS: &[UniformLayout] =
+    &[AdamParams::uniform(kernel!("adam")), EmaParams::uniform(kernel!("ema"))];

@@ -1,22 +1,20 @@
 //! Counter-based random numbers (`shaders/random.wgsl`, twin of `src/random.rs`) and the
 //! minibatch gather from a u8 dataset.
 
-use bytemuck::{Pod, Zeroable};
-
-use super::{bind, grid, kernel, GpuBackend, GpuBytes, GpuTensor, WORKGROUP};
+use super::{bind, grid, kernel, params, GpuBackend, GpuBytes, GpuTensor, UniformLayout, WORKGROUP};
 use crate::backend::{RandomKey, RandomOps};
 use crate::gpu::Kernel;
 
-/// Mirrors `Params` of `random.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct RandomParams {
-    len: u32,
-    step: u32,
-    stream: u32,
-    seed_lo: u32,
-    seed_hi: u32,
-    bound: u32,
+params! {
+    /// Mirrors `Params` of `random.wgsl`.
+    struct RandomParams {
+        len: u32,
+        step: u32,
+        stream: u32,
+        seed_lo: u32,
+        seed_hi: u32,
+        bound: u32,
+    }
 }
 
 fn draw(be: &GpuBackend, kernel: &Kernel, key: RandomKey, bound: u32, out: &GpuTensor) {
@@ -33,13 +31,13 @@ fn draw(be: &GpuBackend, kernel: &Kernel, key: RandomKey, bound: u32, out: &GpuT
     be.dispatch(kernel, &p, &[out], grid(out.len(), WORKGROUP));
 }
 
-/// Mirrors `Params` of `gather_rows.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct GatherParams {
-    len: u32,
-    row_len: u32,
-    rows: u32,
+params! {
+    /// Mirrors `Params` of `gather_rows.wgsl`.
+    struct GatherParams {
+        len: u32,
+        row_len: u32,
+        rows: u32,
+    }
 }
 
 impl RandomOps for GpuBackend {
@@ -73,3 +71,7 @@ impl RandomOps for GpuBackend {
         );
     }
 }
+
+/// The parameters of each kernel here (tests/shader_layout.rs).
+pub(super) const UNIFORMS: &[UniformLayout] =
+    &[RandomParams::uniform(kernel!("random", entry = "uniform01")), GatherParams::uniform(kernel!("gather_rows"))];
