@@ -6,7 +6,8 @@
 //! needs no augmentation to pass 99% on the test set.
 
 use crate::backend::{BTensor, Backend, RandomKey};
-use crate::data::mnist::{Mnist, CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
+use crate::data::mnist::{Mnist, CLASSES};
+use crate::image::{digit_shape, PIXELS};
 use crate::nn::classifier::weights::WeightsInfo;
 use crate::nn::classifier::{filled, Architecture, Classifier};
 use crate::nn::Adam;
@@ -83,8 +84,8 @@ impl<B: Backend> Trainer<B> {
         let (batch, k) = (self.config.batch, self.step);
         let index = be.empty(&[batch]);
         be.random_index(RandomKey { seed: self.config.seed, step: k, stream: STREAM_BATCH }, self.count as u32, &index);
-        let x = be.empty(&[batch, 1, IMAGE_SIDE, IMAGE_SIDE]);
-        be.gather_rows(&self.images, IMAGE_PIXELS, &index, &x.reshape(&[batch, IMAGE_PIXELS]));
+        let x = be.empty(&digit_shape(batch));
+        be.gather_rows(&self.images, PIXELS, &index, &x.reshape(&[batch, PIXELS]));
         // gather_rows maps a label byte l to (2 l - 255) / 255; 127.5 v + 127.5 brings it back to
         // l up to rounding, which the cross entropy's rounding of labels absorbs.
         let scaled = be.empty(&[batch, 1]);
@@ -181,8 +182,8 @@ pub async fn accuracy<B: Backend>(be: &B, net: &Classifier, params: &BTensor<B>,
     let mut correct = 0usize;
     for start in (0..data.count).step_by(CHUNK) {
         let n = CHUNK.min(data.count - start);
-        let pixels = to_model_range(&data.images[start * IMAGE_PIXELS..(start + n) * IMAGE_PIXELS]);
-        let x = be.upload(&pixels, &[n, 1, IMAGE_SIDE, IMAGE_SIDE]);
+        let pixels = to_model_range(&data.images[start * PIXELS..(start + n) * PIXELS]);
+        let x = be.upload(&pixels, &digit_shape(n));
         let logits = be.read(&net.forward(be, params, &x).logits).await?;
         correct += argmax_rows(&logits).iter().zip(&data.labels[start..start + n]).filter(|(p, l)| p == l).count();
     }

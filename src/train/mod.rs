@@ -21,6 +21,7 @@ use std::ops::Range;
 
 use crate::backend::{BTensor, Backend, RandomKey};
 use crate::checkpoint::Checkpoint;
+use crate::image::{digit_shape, PIXELS};
 use crate::model::{Cache, Model};
 use crate::nn::Adam;
 use crate::ode::Solver;
@@ -29,9 +30,6 @@ use crate::random;
 use crate::recipe::{Distance, Objective, TrainConfig};
 use crate::sample::Sampler;
 use crate::vocabulary::Named;
-
-/// Pixels of an MNIST digit.
-const PIXELS: usize = 28 * 28;
 
 /// Philox streams of one step's independent draws.
 const STREAM_BATCH: u32 = 0;
@@ -251,7 +249,7 @@ impl<B: Backend> Trainer<B> {
                 let (pred, target) = (pred.reshape(&[count, PIXELS]), target.reshape(&[count, PIXELS]));
                 let (per_sample, stats) = (be.empty(&[count]), be.empty(&[count]));
                 be.loss(metric, &pred, &target, &weight, &per_sample, &stats);
-                let d_pred = be.empty(&[count, 1, 28, 28]);
+                let d_pred = be.empty(&digit_shape(count));
                 be.loss_backward(metric, &pred, &target, &weight, &stats, &d_pred.reshape(&[count, PIXELS]));
                 (per_sample, d_pred)
             }
