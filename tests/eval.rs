@@ -14,6 +14,7 @@ use consistency::eval::frechet::{frechet_distance, symmetric_eigen, FeatureStats
 use consistency::eval::{self, Evaluator, WeightsInfo};
 use consistency::image::{digit_shape, PIXELS, SIDE};
 use consistency::nn::classifier::{weights, Architecture, Classifier, FEATURES};
+use consistency::train::classifier::{TrainConfig, Trainer};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
@@ -172,8 +173,8 @@ fn training_lowers_the_loss() {
     data.labels.truncate(256);
     data.count = 256;
     let steps = 80;
-    let config = classifier::TrainConfig { steps, batch: 32, lr: 3e-3, seed: 1 };
-    let mut t = classifier::Trainer::new(&be, Classifier::fid(), config, &data);
+    let config = TrainConfig { steps, batch: 32, lr: 3e-3, seed: 1 };
+    let mut t = Trainer::new(&be, Classifier::fid(), config, &data);
     let losses: Vec<f32> = (0..steps).map(|_| read(&be, &t.step(&be))[0]).collect();
     let first = losses[0];
     // The mean of the last ten batches: single batches of 32 are noisy.

@@ -1,7 +1,7 @@
 //! Sample quality on MNIST: the MNIST-FID and the class histogram.
 //!
 //! A small classifier trained with this engine ([`crate::nn::classifier`], trained by
-//! [`classifier`], weights shipped in `assets/mnist-classifier.safetensors` and embedded, see
+//! [`crate::train::classifier`], read by [`classifier`], weights shipped in `assets/mnist-classifier.safetensors` and embedded, see
 //! [`weights`]) maps each digit to 128
 //! penultimate features and a predicted class. The MNIST-FID of a set of images is the Frechet
 //! distance ([`frechet`]) between the Gaussians fitted to their features and to those of the

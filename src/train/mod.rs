@@ -11,7 +11,10 @@
 //! backward, and the optimizer step; each objective's gradient has its own file:
 //! `consistency.rs` (consistency training and distillation), `denoising.rs` (the diffusion
 //! teacher), `progressive.rs` (progressive distillation) and `tuning.rs` (consistency tuning).
+//!
+//! [`classifier`] trains the MNIST classifier that evaluation and the perceptual distance use.
 
+pub mod classifier;
 mod consistency;
 mod denoising;
 mod progressive;
