@@ -4,8 +4,9 @@
 //
 // Two entry points:
 // - main: one workgroup per output, for long runs. Each invocation sums a strided part of the
-//   run (neighbouring invocations read neighbouring values), then a tree in workgroup memory
-//   adds the 256 partial sums, so rounding grows with log2 of the run, not its length.
+//   run (neighbouring invocations read neighbouring values), then workgroup_sum (the shared
+//   part workgroup_sum.wgsl, appended) adds the 256 partial sums, so rounding grows with log2 of
+//   the run, not its length.
 // - per_thread: one invocation per output, for short runs (<= 64 values), where a workgroup
 //   would sit mostly idle; with S = 1 neighbouring invocations read neighbouring channels.
 
@@ -20,7 +21,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-var<workgroup> partial: array<f32, 256>;
+alias Partial = f32;
 
 fn outputs() -> u32 {
     return select(params.c, params.n * params.c, params.per_sample != 0u);
@@ -55,16 +56,9 @@ fn main(
             acc += run_value(o, i);
         }
     }
-    partial[li] = acc;
-    workgroupBarrier();
-    for (var half = 128u; half > 0u; half >>= 1u) {
-        if (li < half) {
-            partial[li] += partial[li + half];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(acc, li);
     if (live && li == 0u) {
-        out[o] = partial[0];
+        out[o] = total;
     }
 }
 

@@ -36,23 +36,8 @@ struct Params {
 // dbeta in `affine_grad`.
 @group(0) @binding(7) var<storage, read_write> dbeta: array<f32>;
 
-var<workgroup> partial: array<vec2<f32>, 256>;
-
-// Sum of `v` over the workgroup, returned to every invocation; call in uniform control flow.
-// The trailing barrier keeps the next call from overwriting `partial` before all have read it.
-fn workgroup_sum(v: vec2<f32>, lid: u32) -> vec2<f32> {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride = stride >> 1u) {
-        if (lid < stride) {
-            partial[lid] = partial[lid] + partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
+// Two sums at once through workgroup_sum (workgroup_sum.wgsl, appended).
+alias Partial = vec2<f32>;
 
 // da for the value at flat index i of channel c, given its xhat.
 fn da(i: u32, c: u32, xhat: f32) -> f32 {

@@ -25,24 +25,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;
 
-var<workgroup> partial: array<f32, 256>;
-
-// Sum of `v` over the workgroup, returned to every invocation. Must be called in uniform
-// control flow. The trailing barrier keeps a fast invocation from overwriting `partial` in the
-// next call before every invocation has read this result.
-fn workgroup_sum(v: f32, lid: u32) -> f32 {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride = stride >> 1u) {
-        if (lid < stride) {
-            partial[lid] = partial[lid] + partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
+// What workgroup_sum (workgroup_sum.wgsl, appended) adds.
+alias Partial = f32;
 
 @compute @workgroup_size(256)
 fn main(

@@ -1,8 +1,8 @@
 // Per-sample weighted distance of a consistency loss: loss[n] = weight[n] * d(pred[n], target[n])
 // over the D values of sample n, plus stats[n] = ||pred[n] - target[n]||^2, which the pseudo-Huber
 // backward needs. One workgroup per sample: each thread sums a strided slice of the sample, then
-// a tree in workgroup memory adds the 256 partial sums (shorter addition chains than one loop).
-// Parameters: loss_params.wgsl, appended.
+// workgroup_sum adds the 256 partial sums (shorter addition chains than one loop).
+// Appended: loss_params.wgsl (the parameters) and workgroup_sum.wgsl.
 
 @group(0) @binding(1) var<storage, read> pred: array<f32>;
 @group(0) @binding(2) var<storage, read> tgt: array<f32>;
@@ -10,8 +10,8 @@
 @group(0) @binding(4) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;
 
-var<workgroup> sum_sq: array<f32, 256>;
-var<workgroup> sum_abs: array<f32, 256>;
+// (sum of squares, sum of absolute values) of the residual.
+alias Partial = vec2<f32>;
 
 @compute @workgroup_size(256)
 fn main(
@@ -33,23 +33,14 @@ fn main(
         sq += r * r;
         ab += abs(r);
     }
-    sum_sq[lid] = sq;
-    sum_abs[lid] = ab;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride >>= 1u) {
-        if (lid < stride) {
-            sum_sq[lid] += sum_sq[lid + stride];
-            sum_abs[lid] += sum_abs[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let sums = workgroup_sum(vec2<f32>(sq, ab), lid);
     if (lid == 0u) {
-        let s = sum_sq[0];
+        let s = sums.x;
         var dist: f32;
         if (params.metric == 0u) {
             dist = s / f32(params.d);
         } else if (params.metric == 1u) {
-            dist = sum_abs[0] / f32(params.d);
+            dist = sums.y / f32(params.d);
         } else {
             // sqrt(s + c^2) - c written as s / (sqrt(s + c^2) + c): the same value without the
             // cancellation that loses most digits once s is small next to c^2 (a well-trained

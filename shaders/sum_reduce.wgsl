@@ -1,8 +1,8 @@
 // out[group] = scale * sum of x_i (or x_i^2 when square) over this workgroup's share of x.
 // The host runs it twice: first many workgroups, each summing a grid-strided slice into one
 // partial; then one workgroup sums the partials and applies the scale. Each thread first adds its
-// strided elements in a register, then a tree in workgroup memory adds the 256 thread sums, so no
-// addition chain is long (f32 rounding error grows with the chain length).
+// strided elements in a register, then workgroup_sum (workgroup_sum.wgsl, appended) adds the 256
+// thread sums, so no addition chain is long (f32 rounding error grows with the chain length).
 
 struct Params {
     len: u32,
@@ -15,7 +15,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-var<workgroup> partial: array<f32, 256>;
+alias Partial = f32;
 
 @compute @workgroup_size(256)
 fn main(
@@ -30,15 +30,8 @@ fn main(
         let v = x[i];
         acc += select(v, v * v, params.square != 0u);
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride >>= 1u) {
-        if (lid < stride) {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(acc, lid);
     if (lid == 0u) {
-        out[wid.x] = params.scale * partial[0];
+        out[wid.x] = params.scale * total;
     }
 }

@@ -7,6 +7,7 @@
 use std::cell::RefCell;
 
 use crate::backend::{Backend, Conv2d};
+use crate::image::{digit_shape, PIXELS, SIDE};
 use crate::model::Model;
 use crate::nn::{UNet, Widths};
 use crate::recipe::TrainConfig;
@@ -40,13 +41,15 @@ pub fn network_convs(widths: Widths, batch: usize) -> Vec<(String, Conv2d)> {
         kernel,
         stride,
     };
+    // The network's three resolutions: the digit, then halved twice.
+    let (s0, s1, s2) = (SIDE, SIDE / 2, SIDE / 4);
     vec![
-        (format!("3x3 {c0}->{c0} @28"), conv(c0, c0, 28, 3, 1)),
-        (format!("3x3 {}->{c0} @28", c1 + c0), conv(c1 + c0, c0, 28, 3, 1)),
-        (format!("3x3 s2 {c0}->{c0} 28->14"), conv(c0, c0, 28, 3, 2)),
-        (format!("3x3 {c1}->{c1} @14"), conv(c1, c1, 14, 3, 1)),
-        (format!("3x3 {}->{c2} @7", 2 * c2), conv(2 * c2, c2, 7, 3, 1)),
-        (format!("1x1 {}->{c0} @28", c1 + c0), conv(c1 + c0, c0, 28, 1, 1)),
+        (format!("3x3 {c0}->{c0} @{s0}"), conv(c0, c0, s0, 3, 1)),
+        (format!("3x3 {}->{c0} @{s0}", c1 + c0), conv(c1 + c0, c0, s0, 3, 1)),
+        (format!("3x3 s2 {c0}->{c0} {s0}->{s1}"), conv(c0, c0, s0, 3, 2)),
+        (format!("3x3 {c1}->{c1} @{s1}"), conv(c1, c1, s1, 3, 1)),
+        (format!("3x3 {}->{c2} @{s2}", 2 * c2), conv(2 * c2, c2, s2, 3, 1)),
+        (format!("1x1 {}->{c0} @{s0}", c1 + c0), conv(c1 + c0, c0, s0, 1, 1)),
     ]
 }
 
@@ -136,9 +139,9 @@ pub async fn bench_network<B: Backend>(
     let net = UNet::new(widths);
     let params = be.upload(&net.layout.init(0), &[net.layout.len]);
     let grads = be.zeros(&[net.layout.len]);
-    let x = be.zeros(&[batch, 1, 28, 28]);
+    let x = be.zeros(&digit_shape(batch));
     let c_noise = be.zeros(&[batch]);
-    let dy = be.zeros(&[batch, 1, 28, 28]);
+    let dy = be.zeros(&digit_shape(batch));
     let step = || {
         let (_, cache) = net.forward(be, &params, &x, &c_noise, None);
         net.backward(be, &params, &grads, &cache, &dy);
@@ -157,7 +160,7 @@ pub async fn bench_train_step<B: Backend>(
 ) -> crate::Result<RunCost> {
     let model = Model::new(widths);
     let init = model.net.layout.init(0);
-    let images: Vec<u8> = (0..batch * 784).map(|i| (i * 37 % 256) as u8).collect();
+    let images: Vec<u8> = (0..batch * PIXELS).map(|i| (i * 37 % 256) as u8).collect();
     let config = TrainConfig { batch, ..TrainConfig::improved(1000) };
     let trainer = RefCell::new(Trainer::new(be, model, config, &init, &images, &[]));
     let params = trainer.borrow().params.clone();

@@ -15,7 +15,7 @@
 //! leaves visible noise; two (80, 0.8) join the parts less well than five.
 
 use crate::backend::{BTensor, Backend};
-use crate::image::SIDE;
+use crate::image::{digit_shape, PIXELS, SIDE};
 use crate::model::Model;
 use crate::noise::noise;
 use crate::sample::{check_time_points, refine, refine_step, start};
@@ -33,7 +33,7 @@ pub const SDEDIT_START: f64 = 5.0;
 /// Default refinement time points of [`sdedit`], after [`SDEDIT_START`].
 pub const SDEDIT_TIME_POINTS: &[f64] = &[0.8];
 
-/// Algorithm 4 as written in section 7, for the transforms of [`Backend::keep_known`]: with
+/// Algorithm 4 as written in section 7, for the transforms of [`ElementwiseOps::keep_known`](crate::backend::ElementwiseOps::keep_known): with
 /// `patch = 1` the known part is the pixels where `keep` is 1 (inpainting); with `patch = p` it
 /// is the p x p tile means where `keep` is 1 (super-resolution keeps every tile's mean).
 ///
@@ -62,7 +62,7 @@ pub fn zero_shot<B: Backend>(
     seed: u64,
 ) -> crate::Result<BTensor<B>> {
     check_images("reference images y", &y.shape)?;
-    if keep.shape != y.shape && keep.shape != [1, 1, SIDE, SIDE] {
+    if keep.shape != y.shape && keep.shape != digit_shape(1) {
         return Err(Error::Invalid(format!(
             "the keep mask is {:?}; it must be {:?} (one per image) or [1, 1, {SIDE}, {SIDE}] (one for all)",
             keep.shape, y.shape
@@ -128,7 +128,7 @@ pub fn super_resolve<B: Backend>(
         be.upsample2x(&y, &up);
         y = up;
     }
-    let keep = be.upload(&[1.0; SIDE * SIDE], &[1, 1, SIDE, SIDE]);
+    let keep = be.upload(&[1.0; PIXELS], &digit_shape(1));
     zero_shot(be, model, params, &y, &keep, SIDE / side, time_points, seed)
 }
 
@@ -168,10 +168,10 @@ pub fn interpolate<B: Backend>(
         return Err(Error::Invalid(format!("interpolation weight {bad} is outside [0, 1]")));
     }
     let count = alphas.len();
-    let one = [1, 1, SIDE, SIDE];
+    let one = digit_shape(1);
     let host_noise = |seed| {
         let key = crate::random::RandomKey { seed, step: 0, stream: 0 };
-        (0..(SIDE * SIDE) as u32).map(|i| crate::random::normal(key, i) as f64).collect::<Vec<_>>()
+        (0..PIXELS as u32).map(|i| crate::random::normal(key, i) as f64).collect::<Vec<_>>()
     };
     let (a, b) = (host_noise(seed_a), host_noise(seed_b));
     let dot = |u: &[f64], v: &[f64]| u.iter().zip(v).map(|(p, q)| p * q).sum::<f64>();
@@ -193,12 +193,12 @@ pub fn interpolate<B: Backend>(
             ((T * ca) as f32, (T * cb) as f32)
         })
         .unzip();
-    let shape = [count, 1, SIDE, SIDE];
+    let shape = digit_shape(count);
     let (za, zb) = (be.empty(&shape), be.empty(&shape));
     let (one_a, one_b) = (noise(be, &one, seed_a, 0, 0), noise(be, &one, seed_b, 0, 0));
     for k in 0..count {
-        be.copy(&one_a, &za.view(k * SIDE * SIDE, &one));
-        be.copy(&one_b, &zb.view(k * SIDE * SIDE, &one));
+        be.copy(&one_a, &za.view(k * PIXELS, &one));
+        be.copy(&one_b, &zb.view(k * PIXELS, &one));
     }
     let start = be.empty(&shape);
     be.scale_add(&be.upload(&ca, &[count]), &za, &be.upload(&cb, &[count]), &zb, &start);

@@ -1,7 +1,15 @@
 //! Digits as pictures: model values in [-1, 1] to 8-bit gray, and a grid of digits as a PNG.
 
-/// Side of an MNIST digit in pixels.
+/// Side of an MNIST digit in pixels: the one place the digit geometry is written.
 pub const SIDE: usize = 28;
+/// Pixels of a digit.
+pub const PIXELS: usize = SIDE * SIDE;
+
+/// The shape of `count` digits as every network takes them: `[count, 1, SIDE, SIDE]` (NCHW,
+/// one gray channel).
+pub fn digit_shape(count: usize) -> [usize; 4] {
+    [count, 1, SIDE, SIDE]
+}
 
 /// Model values (MNIST scaled to [-1, 1]; samples may overshoot) to gray levels 0-255.
 pub fn to_gray(values: &[f32]) -> Vec<u8> {
@@ -12,13 +20,13 @@ pub fn to_gray(values: &[f32]) -> Vec<u8> {
 /// drawn as a `zoom` x `zoom` square: the gray levels of the whole picture, and its size.
 pub fn grid(gray: &[u8], columns: usize, zoom: usize) -> (Vec<u8>, usize, usize) {
     const GAP: usize = 2;
-    let count = gray.len() / (SIDE * SIDE);
+    let count = gray.len() / PIXELS;
     let columns = columns.clamp(1, count.max(1));
     let rows = count.div_ceil(columns);
     let cell = SIDE * zoom + GAP;
     let (width, height) = (columns * cell + GAP, rows * cell + GAP);
     let mut picture = vec![0u8; width * height];
-    for (i, digit) in gray.chunks_exact(SIDE * SIDE).enumerate() {
+    for (i, digit) in gray.chunks_exact(PIXELS).enumerate() {
         let (left, top) = ((i % columns) * cell + GAP, (i / columns) * cell + GAP);
         for y in 0..SIDE * zoom {
             let row = &mut picture[(top + y) * width + left..][..SIDE * zoom];

@@ -23,7 +23,8 @@
 //!   the page.
 //! - [`recipe`]: a run's configuration: the objective, the knobs, the paper's recipes.
 //! - [`train`]: training, one recorded step at a time, for every objective (consistency
-//!   training and distillation, the diffusion teacher, progressive distillation, tuning).
+//!   training and distillation, the diffusion teacher, progressive distillation, tuning), and
+//!   the MNIST classifier's training.
 //! - [`sample`]: one-step and multistep sampling.
 //! - [`views`]: what the page draws to show the idea: a digit's noise strip mapped back by f,
 //!   multistep sampling step by step, the schedule.
@@ -31,8 +32,8 @@
 //!   interpolation and SDEdit, on a trained model.
 //! - [`image`]: digits as gray levels and PNG grids.
 //! - [`checkpoint`]: a run's whole state in safetensors, checked on load.
-//! - [`eval`]: sample quality: the MNIST-FID, legibility and class histogram (and the
-//!   classifier's training).
+//! - [`eval`]: sample quality: the MNIST-FID, legibility and class histogram, and the
+//!   classifier's readouts.
 //! - `figures` (native, with the `cli` feature): the paper's figures as PNG charts from recorded
 //!   runs' logs (`cm plot`).
 //! - [`bench`](mod@bench): kernel and network timings on any backend.

@@ -7,7 +7,7 @@
 use crate::backend::{BTensor, Backend, RandomKey};
 use crate::schedule::EPS;
 
-/// One value per sample, for the per-sample coefficients of [`Backend::scale_add`].
+/// One value per sample, for the per-sample coefficients of [`ElementwiseOps::scale_add`](crate::backend::ElementwiseOps::scale_add).
 fn per_sample<B: Backend>(be: &B, count: usize, v: f64) -> BTensor<B> {
     be.upload(&vec![v as f32; count], &[count])
 }

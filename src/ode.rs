@@ -6,7 +6,7 @@
 use std::ops::Range;
 
 use crate::backend::{BTensor, Backend};
-use crate::image::SIDE;
+use crate::image::digit_shape;
 use crate::model::Model;
 use crate::noise::noised;
 use crate::schedule::{karras_grid, T};
@@ -158,7 +158,7 @@ pub fn sample<B: Backend>(
     }
     let count = rows.len();
     let grid: Vec<f64> = karras_grid(steps + 1).into_iter().rev().collect();
-    let mut x = noised(be, None, &[count, 1, SIDE, SIDE], T, seed, rows.start);
+    let mut x = noised(be, None, &digit_shape(count), T, seed, rows.start);
     for (i, pair) in grid.windows(2).enumerate() {
         let solver = if i + 1 == steps { Solver::Euler } else { solver };
         x = step(be, denoiser, solver, &x, &vec![pair[0]; count], &vec![pair[1]; count]);

@@ -16,7 +16,7 @@
 //! (the improved-techniques paper's warning about LPIPS flattering FID).
 
 use crate::backend::{BTensor, Backend, Metric};
-use crate::image::SIDE;
+use crate::image::digit_shape;
 use crate::nn::classifier::{weights, Architecture, Classifier, StageCache};
 
 /// The frozen feature network on one backend.
@@ -124,7 +124,7 @@ impl<B: Backend> Perceptual<B> {
             })
             .collect();
         let dx = self.net.input_gradient(be, &self.params, &self.scratch, &cache.stages, &d_outputs);
-        assert_eq!(&dx.shape[1..], [1, SIDE, SIDE]);
+        assert_eq!(dx.shape, digit_shape(dx.dim(0)));
         dx
     }
 }

@@ -5,7 +5,7 @@
 //! the page spell its values through one table.
 
 use crate::backend::Metric;
-use crate::image::SIDE;
+use crate::image::PIXELS;
 use crate::model::Model;
 use crate::ode::Solver;
 use crate::schedule::{self, CtKind, CtSchedule, IndexChoice, Weighting};
@@ -264,7 +264,7 @@ impl TrainConfig {
 
 /// Improved CT's pseudo-Huber metric with c = 0.00054 sqrt(784) (section 6).
 fn pseudo_huber() -> Distance {
-    Distance::Pixel(Metric::PseudoHuber { c: schedule::pseudo_huber_c(SIDE * SIDE) as f32 })
+    Distance::Pixel(Metric::PseudoHuber { c: schedule::pseudo_huber_c(PIXELS) as f32 })
 }
 
 /// The recipes a person picks between.

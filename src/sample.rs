@@ -8,7 +8,7 @@
 use std::ops::Range;
 
 use crate::backend::{BTensor, Backend};
-use crate::image::SIDE;
+use crate::image::{digit_shape, PIXELS};
 use crate::model::{Model, Preconditioning};
 use crate::noise::{noised, renoise};
 use crate::ode::{self, Solver, Teacher};
@@ -44,7 +44,7 @@ pub fn sample_rows<B: Backend>(
     check_time_points(time_points, false)?;
     let labels = labels_for(model, digit, rows.len())?;
     let first = rows.start;
-    let x = start(be, model, params, None, &[rows.len(), 1, SIDE, SIDE], T, seed, first, &labels);
+    let x = start(be, model, params, None, &digit_shape(rows.len()), T, seed, first, &labels);
     Ok(refine(be, model, params, x, time_points, seed, first, &labels))
 }
 
@@ -154,7 +154,7 @@ impl Sampler {
         seed: u64,
         digit: Option<u8>,
     ) -> crate::Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(count * SIDE * SIDE);
+        let mut out = Vec::with_capacity(count * PIXELS);
         for (c, start) in (0..count).step_by(DRAW_CHUNK).enumerate() {
             let n = DRAW_CHUNK.min(count - start);
             let x = self.sample(be, model, params, 0..n, seed.wrapping_add((c as u64) << 32), digit)?;

@@ -479,7 +479,7 @@ mod tests {
         assert_eq!(Weighting::Uniform.lambda(times[3], times[4]), 1.0);
         assert_eq!(Weighting::InverseStep.lambda(times[3], times[4]), 1.0 / (times[4] - times[3]));
         // 0.00054 * sqrt(784) = 0.00054 * 28.
-        assert_close(pseudo_huber_c(784), 0.01512, "c for MNIST");
+        assert_close(pseudo_huber_c(crate::image::PIXELS), 0.01512, "c for MNIST");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! backend compiled to wasm), where a different shader compiler may read our WGSL differently.
 
 use crate::backend::{AdamStep, BTensor, Backend, Metric, RandomKey};
+use crate::image::{digit_shape, PIXELS, SIDE};
 use crate::nn::{UNet, Widths};
 
 /// One comparison: the largest difference found, relative to the values' scale, and the
@@ -43,13 +44,13 @@ async fn compute<B: Backend>(be: &B) -> crate::Result<Vec<(&'static str, Vec<f32
     // The whole network, forward and backward: convolutions, linear layers, GroupNorm+SiLU,
     // SiLU, upsampling, concatenation, broadcast adds, the time embedding, channel sums.
     let net = UNet::new(Widths::TINY);
-    let (n, side) = (2, 28);
+    let n = 2;
     let params = t(&net.layout.init(5), &[net.layout.len]);
     let grads = be.zeros(&[net.layout.len]);
-    let x = t(&inputs(n * side * side, 1), &[n, 1, side, side]);
+    let x = t(&inputs(n * PIXELS, 1), &digit_shape(n));
     let c_noise = t(&[-1.2, 0.9], &[n]);
     let (y, cache) = net.forward(be, &params, &x, &c_noise, None);
-    let dy = t(&inputs(n * side * side, 2), &[n, 1, side, side]);
+    let dy = t(&inputs(n * PIXELS, 2), &digit_shape(n));
     net.backward(be, &params, &grads, &cache, &dy);
     out.push(("network forward", be.read(&y).await?));
     out.push(("network backward", be.read(&grads).await?));
@@ -109,14 +110,14 @@ async fn compute<B: Backend>(be: &B) -> crate::Result<Vec<(&'static str, Vec<f32
 
     // The projection of zero-shot editing: inpainting (a choice per pixel, one mask per image)
     // and super-resolution (4x4 tile means, one mask for all images).
-    let shape = [n, 1, side, side];
-    let (ex, ey) = (t(&inputs(n * side * side, 8), &shape), t(&inputs(n * side * side, 9), &shape));
-    let pixel_mask: Vec<f32> = inputs(n * side * side, 10).iter().map(|v| if *v > 0.0 { 1.0 } else { 0.0 }).collect();
+    let shape = digit_shape(n);
+    let (ex, ey) = (t(&inputs(n * PIXELS, 8), &shape), t(&inputs(n * PIXELS, 9), &shape));
+    let pixel_mask: Vec<f32> = inputs(n * PIXELS, 10).iter().map(|v| if *v > 0.0 { 1.0 } else { 0.0 }).collect();
     // The top four rows of tiles.
-    let tile_mask: Vec<f32> = (0..side * side).map(|i| if i / side < 16 { 1.0 } else { 0.0 }).collect();
+    let tile_mask: Vec<f32> = (0..PIXELS).map(|i| if i / SIDE < 16 { 1.0 } else { 0.0 }).collect();
     let (inpainted, resolved) = (be.empty(&shape), be.empty(&shape));
     be.keep_known(1, &ex, &ey, &t(&pixel_mask, &shape), &inpainted);
-    be.keep_known(4, &ex, &ey, &t(&tile_mask, &[1, 1, side, side]), &resolved);
+    be.keep_known(4, &ex, &ey, &t(&tile_mask, &digit_shape(1)), &resolved);
     let mut values = be.read(&inpainted).await?;
     values.extend(be.read(&resolved).await?);
     out.push(("keep known (editing)", values));

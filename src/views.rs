@@ -13,15 +13,13 @@
 //! `1 / sqrt(1 + t^2)` (unit variance at every t, like the network's own input scaling).
 
 use crate::backend::{BTensor, Backend, RandomKey};
-use crate::image::SIDE;
+use crate::image::{digit_shape, PIXELS};
 use crate::model::Model;
 use crate::noise::{noised, renoise};
 use crate::random;
 use crate::recipe::TrainConfig;
 use crate::sample::labels_for;
 use crate::schedule::{karras_grid, EPS, T};
-
-const PIXELS: usize = SIDE * SIDE;
 
 /// `count` times from eps to T, evenly spaced in log t.
 pub fn strip_times(count: usize) -> Vec<f64> {
@@ -52,7 +50,7 @@ pub fn trajectory<B: Backend>(
             shown.push((v * scale) as f32);
         }
     }
-    let shape = [times.len(), 1, SIDE, SIDE];
+    let shape = digit_shape(times.len());
     let mapped = model.forward(be, params, &be.upload(&input, &shape), times, &[]).0;
     (be.upload(&shown, &shape), mapped)
 }
@@ -78,7 +76,7 @@ pub fn multistep_trace<B: Backend>(
         be.scale_add(&scale, x, &be.zeros(&[count]), x, &out);
         out
     };
-    let shape = [count, 1, SIDE, SIDE];
+    let shape = digit_shape(count);
     let start = noised(be, None, &shape, T, seed, 0);
     let mut x = model.forward(be, params, &start, &vec![T; count], &labels).0;
     let mut frames = vec![(format!("noise, t = {T}"), display(&start, T)), (format!("f(x, {T})"), x.clone())];

@@ -5,7 +5,8 @@
 mod common;
 
 use common::*;
-use consistency::backend::{BTensor, Backend, Conv2d};
+use consistency::backend::prelude::*;
+use consistency::backend::{BTensor, Conv2d};
 
 fn conv(
     batch: usize,

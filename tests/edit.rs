@@ -7,7 +7,8 @@
 mod common;
 
 use common::*;
-use consistency::backend::{BTensor, Backend, RandomKey};
+use consistency::backend::prelude::*;
+use consistency::backend::{BTensor, RandomKey};
 use consistency::edit::{self, denoise, inpaint, interpolate, sdedit, super_resolve, zero_shot};
 use consistency::model::Model;
 use consistency::nn::Widths;

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use consistency::backend::Backend;
+use consistency::backend::prelude::*;
 
 #[test]
 fn add_matches_cpu() {

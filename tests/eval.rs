@@ -7,13 +7,14 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use consistency::backend::Backend;
-use consistency::data::mnist::{IMAGE_PIXELS, IMAGE_SIDE};
+use consistency::backend::prelude::*;
 use consistency::data::{Mnist, Split};
 use consistency::eval::classifier::{self, to_model_range};
 use consistency::eval::frechet::{frechet_distance, symmetric_eigen, FeatureStats};
 use consistency::eval::{self, Evaluator, WeightsInfo};
+use consistency::image::{digit_shape, PIXELS, SIDE};
 use consistency::nn::classifier::{weights, Architecture, Classifier, FEATURES};
+use consistency::train::classifier::{TrainConfig, Trainer};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
@@ -57,7 +58,7 @@ fn shipped_classifier_reads_noise_and_blobs_as_no_digit_and_digits_as_digits() {
     let noise = legible(eval::noise_images(500, 31));
     let blobs = legible(blob_images(500, 32));
     let test = real_mnist(Split::Test);
-    let digits = legible(to_model_range(&test.images[..2000 * IMAGE_PIXELS]));
+    let digits = legible(to_model_range(&test.images[..2000 * PIXELS]));
     assert!(noise < 0.05 && blobs < 0.1, "noise {noise}, blobs {blobs} read as digits");
     assert!(digits > 0.94, "test digits {digits} read as digits");
 }
@@ -74,7 +75,7 @@ fn gradient_inputs(net: &Classifier) -> (Vec<f32>, Vec<f32>) {
             }
         }
     }
-    let x = random_vec(3 * IMAGE_PIXELS, 7);
+    let x = random_vec(3 * PIXELS, 7);
     (params, x)
 }
 
@@ -90,7 +91,7 @@ fn run<B: Backend>(be: &B, net: &Classifier, params: &[f32], x: &[f32], labels: 
     let n = labels.len();
     let p = be.upload(params, &[params.len()]);
     let g = be.zeros(&[params.len()]);
-    let xt = be.upload(x, &[n, 1, IMAGE_SIDE, IMAGE_SIDE]);
+    let xt = be.upload(x, &digit_shape(n));
     let lt = be.upload(labels, &[n]);
     let out = net.forward(be, &p, &xt);
     let per_sample = be.empty(&[n]);
@@ -112,12 +113,12 @@ fn classifier_forward_and_backward_on_gpu_equal_cpu() {
     let labels = [3.0, 7.0, 0.0];
     // The shipped weights on real-looking digits, and jittered initial weights on noise.
     let shipped = weights::load(&net, weights::SHIPPED, "shipped").unwrap().0;
-    let digits: Vec<f32> = (0..3 * IMAGE_PIXELS)
+    let digits: Vec<f32> = (0..3 * PIXELS)
         .map(|i| {
-            let (y, x) = ((i % IMAGE_PIXELS) / IMAGE_SIDE, i % IMAGE_SIDE);
+            let (y, x) = ((i % PIXELS) / SIDE, i % SIDE);
             // A ring, a bar and a blob: shapes with ink where digits have it.
             let (dy, dx) = (y as f32 - 14.0, x as f32 - 14.0);
-            let ink = match i / IMAGE_PIXELS {
+            let ink = match i / PIXELS {
                 0 => ((dy * dy + dx * dx).sqrt() - 8.0).abs() < 2.0,
                 1 => dx.abs() < 2.0 && dy.abs() < 10.0,
                 _ => dy * dy + 2.0 * dx * dx < 40.0,
@@ -168,12 +169,12 @@ fn training_lowers_the_loss() {
     // 80 steps on 256 real training digits: the loss must fall well below ln 10 (chance).
     let be = cpu();
     let mut data = real_mnist(Split::Train);
-    data.images.truncate(256 * IMAGE_PIXELS);
+    data.images.truncate(256 * PIXELS);
     data.labels.truncate(256);
     data.count = 256;
     let steps = 80;
-    let config = classifier::TrainConfig { steps, batch: 32, lr: 3e-3, seed: 1 };
-    let mut t = classifier::Trainer::new(&be, Classifier::fid(), config, &data);
+    let config = TrainConfig { steps, batch: 32, lr: 3e-3, seed: 1 };
+    let mut t = Trainer::new(&be, Classifier::fid(), config, &data);
     let losses: Vec<f32> = (0..steps).map(|_| read(&be, &t.step(&be))[0]).collect();
     let first = losses[0];
     // The mean of the last ten batches: single batches of 32 are noisy.
@@ -386,14 +387,14 @@ fn feature_stats_and_eigen_solver() {
 #[test]
 fn blur_keeps_background_and_ink_and_noise_is_clamped() {
     let test = real_mnist(Split::Test);
-    let images = &test.images[..20 * IMAGE_PIXELS];
+    let images = &test.images[..20 * PIXELS];
     let blurred = eval::gaussian_blur(images, 1.0);
     let sharp = to_model_range(images);
     // The kernel sums to one, so ink is kept, except for the tails that zero padding cuts off
     // where a digit comes within 3 pixels of the border (a few tenths of a percent).
     let ink = |v: &[f32]| v.iter().map(|&p| (p as f64 + 1.0) / 2.0).sum::<f64>();
     for k in 0..20 {
-        let (b, s) = (&blurred[k * IMAGE_PIXELS..][..IMAGE_PIXELS], &sharp[k * IMAGE_PIXELS..][..IMAGE_PIXELS]);
+        let (b, s) = (&blurred[k * PIXELS..][..PIXELS], &sharp[k * PIXELS..][..PIXELS]);
         assert!((ink(b) - ink(s)).abs() < 1e-2 * ink(s), "digit {k}: ink {} vs {}", ink(b), ink(s));
         assert!(ink(b) <= ink(s) + 1e-9, "digit {k}: blur made ink");
         assert_eq!(b[0], -1.0, "digit {k}: the corner is background");
@@ -403,7 +404,7 @@ fn blur_keeps_background_and_ink_and_noise_is_clamped() {
         assert!(dark(b) < dark(s), "digit {k}: blur did not soften");
     }
     let noise = eval::noise_images(4, 1);
-    assert_eq!(noise.len(), 4 * IMAGE_PIXELS);
+    assert_eq!(noise.len(), 4 * PIXELS);
     assert!(noise.iter().all(|&p| (-1.0..=1.0).contains(&p)));
     let clipped = noise.iter().filter(|&&p| p.abs() == 1.0).count() as f64 / noise.len() as f64;
     assert!((clipped - 0.317).abs() < 0.04, "fraction clamped {clipped}, P(|z| > 1) = 0.317");
@@ -456,12 +457,12 @@ fn digit_shares_flag_a_missing_or_dominant_digit() {
 fn quality_of_test_digits_against_themselves() {
     let mut test = real_mnist(Split::Test);
     test.count = 600;
-    test.images.truncate(600 * IMAGE_PIXELS);
+    test.images.truncate(600 * PIXELS);
     test.labels.truncate(600);
     let be = cpu();
     let ev = Evaluator::shipped(&be).unwrap();
     let reference = pollster::block_on(ev.reference(&be, &test)).unwrap();
-    let x = be.upload(&to_model_range(&test.images), &[600, 1, IMAGE_SIDE, IMAGE_SIDE]);
+    let x = be.upload(&to_model_range(&test.images), &digit_shape(600));
     let q = pollster::block_on(ev.quality(&be, &x, &reference)).unwrap();
     // Identical features; only the eigen solver's rounding remains (square roots of eigenvalues
     // near zero amplify it).
@@ -478,7 +479,7 @@ fn quality_of_test_digits_against_themselves() {
 
     let g = gpu();
     let ev_gpu = Evaluator::shipped(&g).unwrap();
-    let xg = g.upload(&to_model_range(&test.images[..100 * IMAGE_PIXELS]), &[100, 1, IMAGE_SIDE, IMAGE_SIDE]);
+    let xg = g.upload(&to_model_range(&test.images[..100 * PIXELS]), &digit_shape(100));
     let on_gpu = pollster::block_on(ev_gpu.classify(&g, &xg)).unwrap();
     let on_cpu = pollster::block_on(ev.classify_digits(&be, &test, 100)).unwrap();
     assert_eq!(on_gpu.features.len(), 100 * FEATURES);

@@ -4,7 +4,8 @@
 mod common;
 
 use common::*;
-use consistency::backend::{Backend, Metric};
+use consistency::backend::prelude::*;
+use consistency::backend::Metric;
 
 /// Pred and target with every |pred - target| in [0.1, 1): the finite differences (step up to
 /// 1e-2) never straddle the kink of L1 at 0.

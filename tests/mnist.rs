@@ -6,8 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use consistency::data::idx::{self, MAX_IDX_BYTES};
-use consistency::data::mnist::{CLASSES, IMAGE_PIXELS};
+use consistency::data::mnist::CLASSES;
 use consistency::data::{Mnist, Split};
+use consistency::image::PIXELS;
 
 /// IDX bytes: the magic with element type `element_type`, the dimensions, then `data` as is (so
 /// tests can make the sizes disagree).
@@ -53,7 +54,7 @@ impl XorShift {
 
 /// Three 28x28 images whose pixels encode their position, so a shifted or transposed image shows.
 fn three_images() -> (Vec<u8>, Vec<u8>) {
-    let pixels: Vec<u8> = (0..3 * IMAGE_PIXELS).map(|i| (i * 7 % 256) as u8).collect();
+    let pixels: Vec<u8> = (0..3 * PIXELS).map(|i| (i * 7 % 256) as u8).collect();
     let labels = vec![3, 0, 9];
     (idx_u8(&[3, 28, 28], &pixels), idx_u8(&[3], &labels))
 }
@@ -80,9 +81,9 @@ fn handmade_files_plain_and_gzipped() {
     let expected = Mnist::from_idx_bytes(&images, &labels).unwrap();
     assert_eq!(expected.count, 3);
     assert_eq!(expected.labels, vec![3, 0, 9]);
-    assert_eq!(expected.images.len(), 3 * IMAGE_PIXELS);
-    assert_eq!(expected.image(1)[0], (IMAGE_PIXELS * 7 % 256) as u8);
-    assert_eq!(expected.image(2)[IMAGE_PIXELS - 1], ((3 * IMAGE_PIXELS - 1) * 7 % 256) as u8);
+    assert_eq!(expected.images.len(), 3 * PIXELS);
+    assert_eq!(expected.image(1)[0], (PIXELS * 7 % 256) as u8);
+    assert_eq!(expected.image(2)[PIXELS - 1], ((3 * PIXELS - 1) * 7 % 256) as u8);
     assert_eq!(expected.label_histogram(), [1, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
 
     // Gzip is recognised by its content, in either file.
@@ -279,7 +280,7 @@ fn real_mnist_splits() {
 
     for (split, data) in [(Split::Train, &train), (Split::Test, &test)] {
         assert_eq!(data.count, split.official_count(), "{split:?}");
-        assert_eq!(data.images.len(), data.count * IMAGE_PIXELS, "{split:?}");
+        assert_eq!(data.images.len(), data.count * PIXELS, "{split:?}");
         assert_eq!(data.labels.len(), data.count, "{split:?}");
         // Full grey range; mostly background (MNIST's mean pixel is about 33 of 255).
         assert_eq!(data.images.iter().min(), Some(&0), "{split:?}");
@@ -290,7 +291,7 @@ fn real_mnist_splits() {
         // scaled to 20x20 and centred), while about a fifth of all pixels have ink.
         assert!((0..data.count).all(|i| data.image(i).iter().any(|&p| p > 128)), "{split:?}: a blank image");
         let frame: Vec<usize> =
-            (0..IMAGE_PIXELS).filter(|&p| p / 28 == 0 || p / 28 == 27 || p % 28 == 0 || p % 28 == 27).collect();
+            (0..PIXELS).filter(|&p| p / 28 == 0 || p / 28 == 27 || p % 28 == 0 || p % 28 == 27).collect();
         let frame_ink = (0..data.count).map(|i| frame.iter().filter(|&&p| data.image(i)[p] > 0).count()).sum::<usize>();
         let frame_ink_fraction = frame_ink as f64 / (data.count * frame.len()) as f64;
         assert!(frame_ink_fraction < 1e-3, "{split:?}: {frame_ink} inked frame pixels");

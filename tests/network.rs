@@ -5,7 +5,8 @@
 mod common;
 
 use common::*;
-use consistency::backend::{BTensor, Backend};
+use consistency::backend::prelude::*;
+use consistency::backend::BTensor;
 use consistency::nn::{UNet, Widths};
 
 const N: usize = 3;

@@ -5,7 +5,8 @@
 mod common;
 
 use common::*;
-use consistency::backend::{BTensor, Backend, RandomKey};
+use consistency::backend::prelude::*;
+use consistency::backend::{BTensor, RandomKey};
 use consistency::model::Model;
 use consistency::nn::Widths;
 use consistency::ode::{self, Denoise, Solver, Teacher};

@@ -4,7 +4,8 @@
 mod common;
 
 use common::*;
-use consistency::backend::{AdamStep, BTensor, Backend};
+use consistency::backend::prelude::*;
+use consistency::backend::{AdamStep, BTensor};
 
 const STEP: AdamStep = AdamStep { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, t: 1, max_grad_norm: 0.0 };
 

@@ -5,7 +5,8 @@
 mod common;
 
 use common::*;
-use consistency::backend::{Backend, RandomKey};
+use consistency::backend::prelude::*;
+use consistency::backend::RandomKey;
 
 const KEY: RandomKey = RandomKey { seed: 0x0123_4567_89ab_cdef, step: 17, stream: 3 };
 /// Draws for the statistical checks: standard errors of about 1e-3.
@@ -303,8 +304,9 @@ fn gather_rows_of_a_random_minibatch() {
 /// exactly its digit scaled to [-1, 1].
 #[test]
 fn training_minibatches_carry_each_digit_at_its_share() {
-    use consistency::data::mnist::{CLASSES, IMAGE_PIXELS};
+    use consistency::data::mnist::CLASSES;
     use consistency::data::{Mnist, Split};
+    use consistency::image::PIXELS;
     let mnist = Mnist::load_split(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"), Split::Train)
         .expect("the real MNIST files (scripts/fetch-mnist)");
     let be = cpu();
@@ -315,16 +317,16 @@ fn training_minibatches_carry_each_digit_at_its_share() {
         let key = RandomKey { seed: 0, step, stream: 0 };
         let index = be.empty(&[batch]);
         be.random_index(key, mnist.count as u32, &index);
-        let rows = be.empty(&[batch, IMAGE_PIXELS]);
-        be.gather_rows(&data, IMAGE_PIXELS, &index, &rows);
+        let rows = be.empty(&[batch, PIXELS]);
+        be.gather_rows(&data, PIXELS, &index, &rows);
         let (index, rows) = (read(&be, &index), read(&be, &rows));
         for (b, &i) in index.iter().enumerate() {
             let i = i as usize;
             drawn[mnist.labels[i] as usize] += 1;
             if b == 0 {
-                let digit = &mnist.images[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS];
+                let digit = &mnist.images[i * PIXELS..(i + 1) * PIXELS];
                 let expected: Vec<f32> = digit.iter().map(|&p| (2.0 * p as f32 - 255.0) / 255.0).collect();
-                assert_close("gathered digit", &rows[..IMAGE_PIXELS], &expected, 0.0, 1e-6);
+                assert_close("gathered digit", &rows[..PIXELS], &expected, 0.0, 1e-6);
             }
         }
     }

@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use consistency::backend::Backend;
+use consistency::backend::prelude::*;
 use consistency::checkpoint::Checkpoint;
 use consistency::data::mnist::{Mnist, Split};
 use consistency::image::to_gray;

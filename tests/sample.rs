@@ -4,7 +4,8 @@
 mod common;
 
 use common::*;
-use consistency::backend::{Backend, RandomKey};
+use consistency::backend::prelude::*;
+use consistency::backend::RandomKey;
 use consistency::model::Model;
 use consistency::nn::Widths;
 use consistency::random;

@@ -4,7 +4,8 @@
 mod common;
 
 use common::*;
-use consistency::backend::{Backend, Metric};
+use consistency::backend::prelude::*;
+use consistency::backend::Metric;
 use consistency::checkpoint::Checkpoint;
 use consistency::model::Model;
 use consistency::nn::Widths;

@@ -7,7 +7,8 @@
 #![no_main]
 
 use consistency::data::idx;
-use consistency::data::mnist::{Mnist, CLASSES, IMAGE_PIXELS};
+use consistency::data::mnist::{Mnist, CLASSES};
+use consistency::image::PIXELS;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
@@ -21,7 +22,7 @@ fuzz_target!(|bytes: &[u8]| {
     };
     if let Ok(mnist) = Mnist::from_idx_bytes(images, labels) {
         assert!(mnist.count > 0);
-        assert_eq!(mnist.images.len(), mnist.count * IMAGE_PIXELS);
+        assert_eq!(mnist.images.len(), mnist.count * PIXELS);
         assert_eq!(mnist.labels.len(), mnist.count);
         assert!(mnist.labels.iter().all(|&label| (label as usize) < CLASSES));
     }

@@ -5,12 +5,9 @@
 //! them into [-1, 1] floats), so the 60,000 training images take 47 MB rather than 188.
 
 use super::idx::{self, IdxU8};
+use crate::image::{PIXELS, SIDE};
 use crate::{Error, Result};
 
-/// Rows and columns of an MNIST image.
-pub const IMAGE_SIDE: usize = 28;
-/// Pixels of an MNIST image.
-pub const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
 /// Digits 0-9.
 pub const CLASSES: usize = 10;
 
@@ -53,7 +50,7 @@ impl Split {
 /// MNIST images and their labels.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mnist {
-    /// `count` images of [`IMAGE_PIXELS`] bytes each, row-major, one after another.
+    /// `count` images of [`PIXELS`] bytes each, row-major, one after another.
     pub images: Vec<u8>,
     /// `count` labels, each in 0..=9.
     pub labels: Vec<u8>,
@@ -79,14 +76,14 @@ impl Mnist {
     fn from_arrays(images: IdxU8, images_source: &str, labels: IdxU8, labels_source: &str) -> Result<Mnist> {
         let [count, rows, columns] = images.dims[..] else {
             return Err(Error::Invalid(format!(
-                "{images_source}: MNIST images have 3 dimensions (count x 28 x 28), this file has {}: {:?}",
+                "{images_source}: MNIST images have 3 dimensions (count x {SIDE} x {SIDE}), this file has {}: {:?}",
                 images.dims.len(),
                 images.dims
             )));
         };
-        if (rows, columns) != (IMAGE_SIDE, IMAGE_SIDE) {
+        if (rows, columns) != (SIDE, SIDE) {
             return Err(Error::Invalid(format!(
-                "{images_source}: MNIST images are 28 x 28 pixels, these are {rows} x {columns}"
+                "{images_source}: MNIST images are {SIDE} x {SIDE} pixels, these are {rows} x {columns}"
             )));
         }
         let [label_count] = labels.dims[..] else {
@@ -124,7 +121,7 @@ impl Mnist {
 
     /// The pixels of image `index` (panics past `count`, like slice indexing).
     pub fn image(&self, index: usize) -> &[u8] {
-        &self.images[index * IMAGE_PIXELS..(index + 1) * IMAGE_PIXELS]
+        &self.images[index * PIXELS..(index + 1) * PIXELS]
     }
 
     /// How many images of each digit.

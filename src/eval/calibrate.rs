@@ -23,7 +23,8 @@ use super::classifier::{argmax_rows, to_model_range, top_probability_rows};
 use super::{gaussian_blur, legible_share, noise_images, Evaluator};
 use crate::backend::Backend;
 use crate::backend::RandomKey;
-use crate::data::mnist::{Mnist, CLASSES, IMAGE_PIXELS};
+use crate::data::mnist::{Mnist, CLASSES};
+use crate::image::PIXELS;
 use crate::nn::classifier::Classifier;
 use crate::random::index_below;
 use crate::Result;
@@ -81,11 +82,11 @@ fn one_hot(label: u8) -> [f32; CLASSES] {
 pub fn blob_images(count: usize, seed: u64) -> Vec<f32> {
     let noise = noise_images(count, seed);
     let gray: Vec<u8> = noise.iter().map(|v| ((v + 1.0) * 127.5).round() as u8).collect();
-    let mut out = Vec::with_capacity(count * IMAGE_PIXELS);
-    for (i, image) in gray.chunks_exact(IMAGE_PIXELS).enumerate() {
+    let mut out = Vec::with_capacity(count * PIXELS);
+    for (i, image) in gray.chunks_exact(PIXELS).enumerate() {
         let blurred = gaussian_blur(image, [1.0, 1.5, 2.0][i % 3]);
-        let mean = blurred.iter().sum::<f32>() / IMAGE_PIXELS as f32;
-        let spread = (blurred.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / IMAGE_PIXELS as f32).sqrt().max(1e-6);
+        let mean = blurred.iter().sum::<f32>() / PIXELS as f32;
+        let spread = (blurred.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / PIXELS as f32).sqrt().max(1e-6);
         // z > 0.85 holds for about a fifth of a Gaussian's mass; a soft edge of 0.5 standard
         // deviations turns it into strokes with grey borders.
         out.extend(blurred.iter().map(|v| ((v - mean) / spread - 0.85).mul_add(4.0, 0.0).clamp(-1.0, 1.0)));
@@ -98,7 +99,7 @@ pub fn blob_images(count: usize, seed: u64) -> Vec<f32> {
 fn blends(data: &Mnist, count: usize, seed: u64) -> Labelled {
     let key = RandomKey { seed, step: 0, stream: 0 };
     let mut draws = (0u32..).map(|i| index_below(key, i, data.count as u32) as usize);
-    let mut images = Vec::with_capacity(count * IMAGE_PIXELS);
+    let mut images = Vec::with_capacity(count * PIXELS);
     let mut targets = Vec::with_capacity(count);
     while targets.len() < count {
         let (a, b) = (draws.next().expect("endless"), draws.next().expect("endless"));
@@ -128,7 +129,7 @@ fn kinds(digits: &Mnist, data: &Mnist, count: usize, outliers: [usize; 3], seed:
     let [noise, blobs, mixed] = outliers;
     Kinds {
         digits: Labelled {
-            images: to_model_range(&digits.images[..count * IMAGE_PIXELS]),
+            images: to_model_range(&digits.images[..count * PIXELS]),
             targets: digits.labels[..count].iter().map(|&l| one_hot(l)).collect(),
         },
         outliers: [

@@ -1,7 +1,7 @@
 //! Sample quality on MNIST: the MNIST-FID and the class histogram.
 //!
 //! A small classifier trained with this engine ([`crate::nn::classifier`], trained by
-//! [`classifier`], weights shipped in `assets/mnist-classifier.safetensors` and embedded, see
+//! [`crate::train::classifier`], read by [`classifier`], weights shipped in `assets/mnist-classifier.safetensors` and embedded, see
 //! [`weights`]) maps each digit to 128
 //! penultimate features and a predicted class. The MNIST-FID of a set of images is the Frechet
 //! distance ([`frechet`]) between the Gaussians fitted to their features and to those of the
@@ -30,7 +30,8 @@ pub mod readout;
 use std::fmt;
 
 use crate::backend::{BTensor, Backend, RandomKey};
-use crate::data::mnist::{Mnist, CLASSES, IMAGE_PIXELS, IMAGE_SIDE};
+use crate::data::mnist::{Mnist, CLASSES};
+use crate::image::{digit_shape, PIXELS, SIDE};
 use crate::nn::classifier::{weights, Classifier, FEATURES};
 use crate::random;
 use crate::Result;
@@ -192,10 +193,10 @@ pub fn gaussian_blur(images: &[u8], sigma: f64) -> Vec<f32> {
     let mut kernel: Vec<f64> = (-radius..=radius).map(|i| (-(i * i) as f64 / (2.0 * sigma * sigma)).exp()).collect();
     let total: f64 = kernel.iter().sum();
     kernel.iter_mut().for_each(|k| *k /= total);
-    let side = IMAGE_SIDE as isize;
+    let side = SIDE as isize;
     let mut out = Vec::with_capacity(images.len());
-    let mut rows = vec![0.0f64; IMAGE_PIXELS];
-    for image in images.chunks_exact(IMAGE_PIXELS) {
+    let mut rows = vec![0.0f64; PIXELS];
+    for image in images.chunks_exact(PIXELS) {
         let ink = |y: isize, x: isize| image[(y * side + x) as usize] as f64 / 255.0;
         for y in 0..side {
             for x in 0..side {
@@ -223,7 +224,7 @@ pub fn gaussian_blur(images: &[u8], sigma: f64) -> Vec<f32> {
 /// -1 (black), 16% are +1 (white), and the rest grey levels in between.
 pub fn noise_images(count: usize, seed: u64) -> Vec<f32> {
     let key = RandomKey { seed, step: 0, stream: 0 };
-    (0..count * IMAGE_PIXELS).map(|i| random::normal(key, i as u32).clamp(-1.0, 1.0)).collect()
+    (0..count * PIXELS).map(|i| random::normal(key, i as u32).clamp(-1.0, 1.0)).collect()
 }
 
 /// The classifier with its weights on one backend.
@@ -251,12 +252,12 @@ impl<B: Backend> Evaluator<B> {
     /// (on this backend), classified [`CHUNK`] at a time. Generated samples should be clamped
     /// to [-1, 1] first, as for display.
     pub async fn classify(&self, be: &B, images: &BTensor<B>) -> Result<Classified> {
-        assert_eq!(&images.shape[1..], [1, IMAGE_SIDE, IMAGE_SIDE], "classify: images must be [N, 1, 28, 28]");
+        assert_eq!(images.shape, digit_shape(images.dim(0)), "classify: images must be [N, 1, {SIDE}, {SIDE}]");
         let n = images.dim(0);
         let mut out = Classified::with_capacity(n);
         for start in (0..n).step_by(CHUNK) {
             let count = CHUNK.min(n - start);
-            let x = images.view(start * IMAGE_PIXELS, &[count, 1, IMAGE_SIDE, IMAGE_SIDE]);
+            let x = images.view(start * PIXELS, &digit_shape(count));
             self.classify_chunk(be, &x, &mut out).await?;
         }
         Ok(out)
@@ -265,11 +266,11 @@ impl<B: Backend> Evaluator<B> {
     /// [`Evaluator::classify`] of images held on the host (`[N * 784]` values in [-1, 1]),
     /// uploaded one chunk at a time.
     pub async fn classify_host(&self, be: &B, images: &[f32]) -> Result<Classified> {
-        assert!(images.len().is_multiple_of(IMAGE_PIXELS), "classify_host: whole 28x28 images");
-        let n = images.len() / IMAGE_PIXELS;
+        assert!(images.len().is_multiple_of(PIXELS), "classify_host: whole 28x28 images");
+        let n = images.len() / PIXELS;
         let mut out = Classified::with_capacity(n);
-        for chunk in images.chunks(CHUNK * IMAGE_PIXELS) {
-            let x = be.upload(chunk, &[chunk.len() / IMAGE_PIXELS, 1, IMAGE_SIDE, IMAGE_SIDE]);
+        for chunk in images.chunks(CHUNK * PIXELS) {
+            let x = be.upload(chunk, &digit_shape(chunk.len() / PIXELS));
             self.classify_chunk(be, &x, &mut out).await?;
         }
         Ok(out)
@@ -287,7 +288,7 @@ impl<B: Backend> Evaluator<B> {
     /// Digits of a u8 dataset (the first `count`, or all when fewer), classified.
     pub async fn classify_digits(&self, be: &B, data: &Mnist, count: usize) -> Result<Classified> {
         let count = count.min(data.count);
-        self.classify_host(be, &to_model_range(&data.images[..count * IMAGE_PIXELS])).await
+        self.classify_host(be, &to_model_range(&data.images[..count * PIXELS])).await
     }
 
     /// The reference statistics: the features of the MNIST test digits (all 10,000 of them).
@@ -313,7 +314,7 @@ impl<B: Backend> Evaluator<B> {
     ) -> Result<Scale> {
         let train = Quality::new(&self.classify_digits(be, train, SCALE_COUNT).await?, reference)?;
         let count = SCALE_COUNT.min(test.count);
-        let blurred = gaussian_blur(&test.images[..count * IMAGE_PIXELS], 1.0);
+        let blurred = gaussian_blur(&test.images[..count * PIXELS], 1.0);
         let blurred = Quality::new(&self.classify_host(be, &blurred).await?, reference)?;
         let noise = Quality::new(&self.classify_host(be, &noise_images(SCALE_COUNT, seed)).await?, reference)?;
         Ok(Scale { train, blurred, noise })

@@ -6,6 +6,7 @@ use std::ops::Range;
 
 use super::{Trainer, STREAM_LEVEL};
 use crate::backend::{BTensor, Backend};
+use crate::image::digit_shape;
 use crate::ode::{self, Solver, Teacher};
 use crate::random;
 use crate::schedule::NoiseLevels;
@@ -53,7 +54,7 @@ impl<B: Backend> Trainer<B> {
         let ones = be.upload(&vec![1.0; count], &[count]);
         let noised = |t: &[f64]| {
             let t = be.upload(&t.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[count]);
-            let out = be.empty(&[count, 1, 28, 28]);
+            let out = be.empty(&digit_shape(count));
             be.scale_add(&ones, &x, &t, &z, &out);
             out
         };

@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use super::{Trainer, STREAM_LEVEL};
 use crate::backend::{BTensor, Backend, Metric};
+use crate::image::digit_shape;
 use crate::recipe::Distance;
 use crate::{random, schedule};
 
@@ -20,7 +21,7 @@ impl<B: Backend> Trainer<B> {
         let (x, z, labels) = self.data_and_noise(be, rows);
         let ones = be.upload(&vec![1.0; count], &[count]);
         let t = be.upload(&times.iter().map(|&t| t as f32).collect::<Vec<_>>(), &[count]);
-        let noisy = be.empty(&[count, 1, 28, 28]);
+        let noisy = be.empty(&digit_shape(count));
         be.scale_add(&ones, &x, &t, &z, &noisy);
         let (denoised, cache) = self.model.forward(be, &self.params, &noisy, &times, &labels);
         let weights: Vec<f64> = times.iter().map(|&t| schedule::edm_lambda(t)).collect();

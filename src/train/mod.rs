@@ -11,7 +11,10 @@
 //! backward, and the optimizer step; each objective's gradient has its own file:
 //! `consistency.rs` (consistency training and distillation), `denoising.rs` (the diffusion
 //! teacher), `progressive.rs` (progressive distillation) and `tuning.rs` (consistency tuning).
+//!
+//! [`classifier`] trains the MNIST classifier that evaluation and the perceptual distance use.
 
+pub mod classifier;
 mod consistency;
 mod denoising;
 mod progressive;
@@ -21,6 +24,7 @@ use std::ops::Range;
 
 use crate::backend::{BTensor, Backend, RandomKey};
 use crate::checkpoint::Checkpoint;
+use crate::image::{digit_shape, PIXELS};
 use crate::model::{Cache, Model};
 use crate::nn::Adam;
 use crate::ode::Solver;
@@ -29,9 +33,6 @@ use crate::random;
 use crate::recipe::{Distance, Objective, TrainConfig};
 use crate::sample::Sampler;
 use crate::vocabulary::Named;
-
-/// Pixels of an MNIST digit.
-const PIXELS: usize = 28 * 28;
 
 /// Philox streams of one step's independent draws.
 const STREAM_BATCH: u32 = 0;
@@ -251,7 +252,7 @@ impl<B: Backend> Trainer<B> {
                 let (pred, target) = (pred.reshape(&[count, PIXELS]), target.reshape(&[count, PIXELS]));
                 let (per_sample, stats) = (be.empty(&[count]), be.empty(&[count]));
                 be.loss(metric, &pred, &target, &weight, &per_sample, &stats);
-                let d_pred = be.empty(&[count, 1, 28, 28]);
+                let d_pred = be.empty(&digit_shape(count));
                 be.loss_backward(metric, &pred, &target, &weight, &stats, &d_pred.reshape(&[count, PIXELS]));
                 (per_sample, d_pred)
             }

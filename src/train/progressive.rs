@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use super::{per_sample, Trainer, STREAM_LEVEL};
 use crate::backend::{BTensor, Backend, Metric};
+use crate::image::digit_shape;
 use crate::ode::{self, Solver, Teacher};
 use crate::recipe::Distance;
 use crate::{random, schedule};
@@ -27,7 +28,7 @@ impl<B: Backend> Trainer<B> {
         let (t, mid, s) = (at(0), at(1), at(2));
 
         let (x, z, labels) = self.data_and_noise(be, rows);
-        let x_t = be.empty(&[count, 1, 28, 28]);
+        let x_t = be.empty(&digit_shape(count));
         be.scale_add(&per_sample(be, t.iter().map(|_| 1.0)), &x, &per_sample(be, t.iter().copied()), &z, &x_t);
         let (model, params) = self.teacher.as_ref().expect("a progressive distillation has its teacher");
         let teacher = Teacher { model, params, labels: &labels, guidance: 1.0 };
@@ -35,7 +36,7 @@ impl<B: Backend> Trainer<B> {
         let x_s = ode::step(be, &teacher, Solver::Euler, &x_mid, &mid, &s);
         let (a, b): (Vec<f64>, Vec<f64>) =
             t.iter().zip(&s).map(|(&t, &s)| schedule::pd_target_coefficients(t, s)).unzip();
-        let target = be.empty(&[count, 1, 28, 28]);
+        let target = be.empty(&digit_shape(count));
         be.scale_add(&per_sample(be, a.into_iter()), &x_s, &per_sample(be, b.into_iter()), &x_t, &target);
 
         let (denoised, cache) = self.model.forward(be, &self.params, &x_t, &t, &labels);

@@ -6,6 +6,7 @@ use std::ops::Range;
 
 use super::{per_sample, Trainer, STREAM_LEVEL};
 use crate::backend::{BTensor, Backend};
+use crate::image::digit_shape;
 use crate::{random, schedule};
 
 impl<B: Backend> Trainer<B> {
@@ -31,9 +32,9 @@ impl<B: Backend> Trainer<B> {
 
         let (x, z, labels) = self.data_and_noise(be, rows);
         let ones = per_sample(be, t.iter().map(|_| 1.0));
-        let x_t = be.empty(&[count, 1, 28, 28]);
+        let x_t = be.empty(&digit_shape(count));
         be.scale_add(&ones, &x, &per_sample(be, t.iter().copied()), &z, &x_t);
-        let x_r = be.empty(&[count, 1, 28, 28]);
+        let x_r = be.empty(&digit_shape(count));
         be.scale_add(&ones, &x, &per_sample(be, r_noise.into_iter()), &z, &x_r);
 
         let (online, cache) = self.model.forward(be, &self.params, &x_t, &t, &labels);

@@ -13,10 +13,10 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::direct;
 use super::math::sum_f64;
 use super::simd::Isa;
-use crate::backend::Conv2d;
+use super::{data, data_mut, direct, CpuBackend, CpuTensor};
+use crate::backend::{Conv2d, ConvOps};
 
 /// `c = alpha a b + beta c`, a `[m, k]`, b `[k, n]`, c `[m, n]`, each given as (slice, row
 /// stride, column stride). With beta 0, c need not be initialised.
@@ -153,140 +153,164 @@ fn check_lengths(g: &Conv2d, x: usize, w: usize, y: usize) {
     );
 }
 
-pub fn conv2d(g: &Conv2d, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
-    check_lengths(g, x.len(), w.len(), y.len());
-    assert_eq!(b.len(), g.out_channels, "conv2d: bias length");
-    let (kdim, pixels) = (g.in_channels * g.kernel * g.kernel, g.out_height() * g.out_width());
-    if is_direct(g) {
-        let (n, cin, cout, h, width) = (g.batch, g.in_channels, g.out_channels, g.height, g.width);
-        return direct::forward(Isa::best(), n, cin, cout, h, width, x, w, b, y);
-    }
-    let x_samples = x.par_chunks_exact(g.in_channels * g.height * g.width);
-    y.par_chunks_exact_mut(g.out_channels * pixels).zip(x_samples).for_each_init(
-        || vec![0.0; if is_pointwise(g) { 0 } else { kdim * pixels }],
-        |col, (y, x)| {
-            // Start from the bias so the product can be added onto it (beta = 1).
-            for (plane, &bias) in y.chunks_exact_mut(pixels).zip(b) {
-                plane.fill(bias);
-            }
-            let col: &[f32] = if is_pointwise(g) {
-                x
-            } else {
-                im2col(g, x, col);
-                col
-            };
-            // y [Cout, P] += w [Cout, K] col [K, P]
-            gemm((g.out_channels, kdim, pixels), (w, kdim, 1), (col, pixels, 1), 1.0, (y, pixels, 1));
-        },
-    );
-}
-
-pub fn conv2d_backward_input(g: &Conv2d, dy: &[f32], w: &[f32], dx: &mut [f32]) {
-    check_lengths(g, dx.len(), w.len(), dy.len());
-    let (kdim, pixels) = (g.in_channels * g.kernel * g.kernel, g.out_height() * g.out_width());
-    if is_direct(g) {
-        let (n, cin, cout, h, width) = (g.batch, g.in_channels, g.out_channels, g.height, g.width);
-        return direct::backward_input(Isa::best(), n, cin, cout, h, width, dy, w, dx);
-    }
-    let dy_samples = dy.par_chunks_exact(g.out_channels * pixels);
-    dx.par_chunks_exact_mut(g.in_channels * g.height * g.width).zip(dy_samples).for_each_init(
-        || vec![0.0; if is_pointwise(g) { 0 } else { kdim * pixels }],
-        |col, (dx, dy)| {
-            // col [K, P] = w^T [K, Cout] dy [Cout, P]; w^T is w [Cout, K] read column-major.
-            if is_pointwise(g) {
-                // im2col is the identity here, so col is dx itself.
-                gemm((kdim, g.out_channels, pixels), (w, 1, kdim), (dy, pixels, 1), 0.0, (dx, pixels, 1));
-            } else {
-                gemm((kdim, g.out_channels, pixels), (w, 1, kdim), (dy, pixels, 1), 0.0, (col, pixels, 1));
-                col2im(g, col, dx);
-            }
-        },
-    );
-}
-
 /// The weight gradient splits the batch into this many groups of consecutive samples, each
 /// summed into its own partial by one task; the partials are then added in group order. A fixed
 /// count (not one per thread) keeps the result independent of the machine's thread count.
 const WEIGHT_GRAD_GROUPS: usize = 16;
 
-pub fn conv2d_backward_weight(g: &Conv2d, dy: &[f32], x: &[f32], dw: &mut [f32]) {
-    check_lengths(g, x.len(), dw.len(), dy.len());
-    if is_direct(g) {
-        let (n, cin, cout, h, width) = (g.batch, g.in_channels, g.out_channels, g.height, g.width);
-        return direct::backward_weight(Isa::best(), n, cin, cout, h, width, dy, x, dw);
-    }
-    let (kdim, pixels) = (g.in_channels * g.kernel * g.kernel, g.out_height() * g.out_width());
-    let (x_len, dy_len) = (g.in_channels * g.height * g.width, g.out_channels * pixels);
-    let per_group = g.batch.div_ceil(WEIGHT_GRAD_GROUPS).max(1);
-    let groups = g.batch.div_ceil(per_group);
-    let partials: Vec<Vec<f32>> = (0..groups)
-        .into_par_iter()
-        .map(|group| {
-            let mut partial = vec![0.0; dw.len()];
-            let mut col = vec![0.0; if is_pointwise(g) { 0 } else { kdim * pixels }];
-            let samples = group * per_group..((group + 1) * per_group).min(g.batch);
-            for s in samples {
-                let (x, dy) = (&x[s * x_len..(s + 1) * x_len], &dy[s * dy_len..(s + 1) * dy_len]);
+impl ConvOps for CpuBackend {
+    fn conv2d(&self, g: &Conv2d, x: &CpuTensor, w: &CpuTensor, b: &CpuTensor, y: &CpuTensor) {
+        let (x, w, b, mut y) = (data(x), data(w), data(b), data_mut(y));
+        let (x, w, b, y) = (&*x, &*w, &*b, &mut *y);
+        check_lengths(g, x.len(), w.len(), y.len());
+        assert_eq!(b.len(), g.out_channels, "conv2d: bias length");
+        let (kdim, pixels) = (g.in_channels * g.kernel * g.kernel, g.out_height() * g.out_width());
+        if is_direct(g) {
+            let (n, cin, cout, h, width) = (g.batch, g.in_channels, g.out_channels, g.height, g.width);
+            return direct::forward(Isa::best(), n, cin, cout, h, width, x, w, b, y);
+        }
+        let x_samples = x.par_chunks_exact(g.in_channels * g.height * g.width);
+        y.par_chunks_exact_mut(g.out_channels * pixels).zip(x_samples).for_each_init(
+            || vec![0.0; if is_pointwise(g) { 0 } else { kdim * pixels }],
+            |col, (y, x)| {
+                // Start from the bias so the product can be added onto it (beta = 1).
+                for (plane, &bias) in y.chunks_exact_mut(pixels).zip(b) {
+                    plane.fill(bias);
+                }
                 let col: &[f32] = if is_pointwise(g) {
                     x
                 } else {
-                    im2col(g, x, &mut col);
-                    &col
+                    im2col(g, x, col);
+                    col
                 };
-                // partial [Cout, K] += dy [Cout, P] col^T [P, K]
-                gemm((g.out_channels, pixels, kdim), (dy, pixels, 1), (col, 1, pixels), 1.0, (&mut partial, kdim, 1));
-            }
-            partial
-        })
-        .collect();
-    dw.fill(0.0);
-    for partial in &partials {
-        dw.iter_mut().zip(partial).for_each(|(d, p)| *d += p);
+                // y [Cout, P] += w [Cout, K] col [K, P]
+                gemm((g.out_channels, kdim, pixels), (w, kdim, 1), (col, pixels, 1), 1.0, (y, pixels, 1));
+            },
+        );
     }
-}
 
-/// x `[n, i]`, w `[o, i]`, b `[o]` -> y `[n, o]`.
-#[allow(clippy::too_many_arguments)]
-pub fn linear(n: usize, i: usize, o: usize, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32]) {
-    assert!(x.len() == n * i && w.len() == o * i && b.len() == o && y.len() == n * o, "linear: lengths");
-    for row in y.chunks_exact_mut(o) {
-        row.copy_from_slice(b);
-    }
-    // y [n, o] += x [n, i] w^T [i, o]
-    gemm((n, i, o), (x, i, 1), (w, 1, i), 1.0, (y, o, 1));
-}
-
-pub fn linear_backward_input(n: usize, i: usize, o: usize, dy: &[f32], w: &[f32], dx: &mut [f32]) {
-    assert!(dy.len() == n * o && w.len() == o * i && dx.len() == n * i, "linear_backward_input: lengths");
-    // dx [n, i] = dy [n, o] w [o, i]
-    gemm((n, o, i), (dy, o, 1), (w, i, 1), 0.0, (dx, i, 1));
-}
-
-pub fn linear_backward_weight(n: usize, i: usize, o: usize, dy: &[f32], x: &[f32], dw: &mut [f32]) {
-    assert!(dy.len() == n * o && x.len() == n * i && dw.len() == o * i, "linear_backward_weight: lengths");
-    // dw [o, i] = dy^T [o, n] x [n, i]
-    gemm((o, n, i), (dy, 1, o), (x, i, 1), 0.0, (dw, i, 1));
-}
-
-/// Sums of x `[n, c, s]` over n and s into out `[c]`, or over s into out `[n, c]` when
-/// `per_sample`. Accumulates in f64: this is the reference the GPU's f32 tree is checked against.
-pub fn channel_sum(n: usize, c: usize, s: usize, x: &[f32], out: &mut [f32], per_sample: bool) {
-    assert_eq!(x.len(), n * c * s, "channel_sum: input length");
-    if per_sample {
-        assert_eq!(out.len(), n * c, "channel_sum: output length");
-        if s == 0 {
-            out.fill(0.0);
-            return;
+    fn conv2d_backward_input(&self, g: &Conv2d, dy: &CpuTensor, w: &CpuTensor, dx: &CpuTensor) {
+        let (dy, w, mut dx) = (data(dy), data(w), data_mut(dx));
+        let (dy, w, dx) = (&*dy, &*w, &mut *dx);
+        check_lengths(g, dx.len(), w.len(), dy.len());
+        let (kdim, pixels) = (g.in_channels * g.kernel * g.kernel, g.out_height() * g.out_width());
+        if is_direct(g) {
+            let (n, cin, cout, h, width) = (g.batch, g.in_channels, g.out_channels, g.height, g.width);
+            return direct::backward_input(Isa::best(), n, cin, cout, h, width, dy, w, dx);
         }
-        // Output o = (sample, channel) sums the contiguous run x[o * s..(o + 1) * s].
-        // Eight f64 lanes (sum_f64): one running f64 sum was an add-latency chain per value,
-        // about 4% of a CPU training step over the bias gradients.
-        out.par_iter_mut().zip(x.par_chunks_exact(s)).for_each(|(o, run)| *o = sum_f64(run, |v| v) as f32);
-    } else {
-        assert_eq!(out.len(), c, "channel_sum: output length");
-        out.par_iter_mut().enumerate().for_each(|(ch, o)| {
-            let total: f64 = (0..n).map(|b| sum_f64(&x[(b * c + ch) * s..][..s], |v| v)).sum();
-            *o = total as f32;
-        });
+        let dy_samples = dy.par_chunks_exact(g.out_channels * pixels);
+        dx.par_chunks_exact_mut(g.in_channels * g.height * g.width).zip(dy_samples).for_each_init(
+            || vec![0.0; if is_pointwise(g) { 0 } else { kdim * pixels }],
+            |col, (dx, dy)| {
+                // col [K, P] = w^T [K, Cout] dy [Cout, P]; w^T is w [Cout, K] read column-major.
+                if is_pointwise(g) {
+                    // im2col is the identity here, so col is dx itself.
+                    gemm((kdim, g.out_channels, pixels), (w, 1, kdim), (dy, pixels, 1), 0.0, (dx, pixels, 1));
+                } else {
+                    gemm((kdim, g.out_channels, pixels), (w, 1, kdim), (dy, pixels, 1), 0.0, (col, pixels, 1));
+                    col2im(g, col, dx);
+                }
+            },
+        );
+    }
+
+    fn conv2d_backward_weight(&self, g: &Conv2d, dy: &CpuTensor, x: &CpuTensor, dw: &CpuTensor) {
+        let (dy, x, mut dw) = (data(dy), data(x), data_mut(dw));
+        let (dy, x, dw) = (&*dy, &*x, &mut *dw);
+        check_lengths(g, x.len(), dw.len(), dy.len());
+        if is_direct(g) {
+            let (n, cin, cout, h, width) = (g.batch, g.in_channels, g.out_channels, g.height, g.width);
+            return direct::backward_weight(Isa::best(), n, cin, cout, h, width, dy, x, dw);
+        }
+        let (kdim, pixels) = (g.in_channels * g.kernel * g.kernel, g.out_height() * g.out_width());
+        let (x_len, dy_len) = (g.in_channels * g.height * g.width, g.out_channels * pixels);
+        let per_group = g.batch.div_ceil(WEIGHT_GRAD_GROUPS).max(1);
+        let groups = g.batch.div_ceil(per_group);
+        let partials: Vec<Vec<f32>> = (0..groups)
+            .into_par_iter()
+            .map(|group| {
+                let mut partial = vec![0.0; dw.len()];
+                let mut col = vec![0.0; if is_pointwise(g) { 0 } else { kdim * pixels }];
+                let samples = group * per_group..((group + 1) * per_group).min(g.batch);
+                for s in samples {
+                    let (x, dy) = (&x[s * x_len..(s + 1) * x_len], &dy[s * dy_len..(s + 1) * dy_len]);
+                    let col: &[f32] = if is_pointwise(g) {
+                        x
+                    } else {
+                        im2col(g, x, &mut col);
+                        &col
+                    };
+                    // partial [Cout, K] += dy [Cout, P] col^T [P, K]
+                    gemm(
+                        (g.out_channels, pixels, kdim),
+                        (dy, pixels, 1),
+                        (col, 1, pixels),
+                        1.0,
+                        (&mut partial, kdim, 1),
+                    );
+                }
+                partial
+            })
+            .collect();
+        dw.fill(0.0);
+        for partial in &partials {
+            dw.iter_mut().zip(partial).for_each(|(d, p)| *d += p);
+        }
+    }
+
+    fn linear(&self, x: &CpuTensor, w: &CpuTensor, b: &CpuTensor, y: &CpuTensor) {
+        let (n, i, o) = (x.dim(0), x.dim(1), w.dim(0));
+        let (x, w, b, mut y) = (data(x), data(w), data(b), data_mut(y));
+        let (x, w, b, y) = (&*x, &*w, &*b, &mut *y);
+        assert!(x.len() == n * i && w.len() == o * i && b.len() == o && y.len() == n * o, "linear: lengths");
+        for row in y.chunks_exact_mut(o) {
+            row.copy_from_slice(b);
+        }
+        // y [n, o] += x [n, i] w^T [i, o]
+        gemm((n, i, o), (x, i, 1), (w, 1, i), 1.0, (y, o, 1));
+    }
+
+    fn linear_backward_input(&self, dy: &CpuTensor, w: &CpuTensor, dx: &CpuTensor) {
+        let (n, i, o) = (dy.dim(0), w.dim(1), w.dim(0));
+        let (dy, w, mut dx) = (data(dy), data(w), data_mut(dx));
+        let (dy, w, dx) = (&*dy, &*w, &mut *dx);
+        assert!(dy.len() == n * o && w.len() == o * i && dx.len() == n * i, "linear_backward_input: lengths");
+        // dx [n, i] = dy [n, o] w [o, i]
+        gemm((n, o, i), (dy, o, 1), (w, i, 1), 0.0, (dx, i, 1));
+    }
+
+    fn linear_backward_weight(&self, dy: &CpuTensor, x: &CpuTensor, dw: &CpuTensor) {
+        let (n, i, o) = (dy.dim(0), x.dim(1), dy.dim(1));
+        let (dy, x, mut dw) = (data(dy), data(x), data_mut(dw));
+        let (dy, x, dw) = (&*dy, &*x, &mut *dw);
+        assert!(dy.len() == n * o && x.len() == n * i && dw.len() == o * i, "linear_backward_weight: lengths");
+        // dw [o, i] = dy^T [o, n] x [n, i]
+        gemm((o, n, i), (dy, 1, o), (x, i, 1), 0.0, (dw, i, 1));
+    }
+
+    /// Accumulates in f64: this is the reference the GPU's f32 tree is checked against.
+    fn channel_sum(&self, x: &CpuTensor, out: &CpuTensor, per_sample: bool) {
+        let (n, c) = (x.dim(0), x.dim(1));
+        let s = x.len() / (n * c);
+        let (x, mut out) = (data(x), data_mut(out));
+        let (x, out) = (&*x, &mut *out);
+        assert_eq!(x.len(), n * c * s, "channel_sum: input length");
+        if per_sample {
+            assert_eq!(out.len(), n * c, "channel_sum: output length");
+            if s == 0 {
+                out.fill(0.0);
+                return;
+            }
+            // Output o = (sample, channel) sums the contiguous run x[o * s..(o + 1) * s].
+            // Eight f64 lanes (sum_f64): one running f64 sum was an add-latency chain per value,
+            // about 4% of a CPU training step over the bias gradients.
+            out.par_iter_mut().zip(x.par_chunks_exact(s)).for_each(|(o, run)| *o = sum_f64(run, |v| v) as f32);
+        } else {
+            assert_eq!(out.len(), c, "channel_sum: output length");
+            out.par_iter_mut().enumerate().for_each(|(ch, o)| {
+                let total: f64 = (0..n).map(|b| sum_f64(&x[(b * c + ch) * s..][..s], |v| v)).sum();
+                *o = total as f32;
+            });
+        }
     }
 }

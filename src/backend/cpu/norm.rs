@@ -7,6 +7,8 @@ use rayon::prelude::*;
 
 use super::math::{dot_f64, sigmoid, silu_grad, sum_f64};
 use super::simd::Isa;
+use super::{data, data_mut, CpuBackend, CpuTensor};
+use crate::backend::NormOps;
 
 /// Added to the group variance before the square root (same as the GPU kernel).
 const EPS: f64 = 1e-5;
@@ -21,43 +23,116 @@ fn da(silu: bool, dy: f32, xhat: f32, gamma: f32, beta: f32) -> f32 {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn group_norm(
-    n: usize,
-    c: usize,
-    s: usize,
-    groups: usize,
-    silu: bool,
-    x: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    y: &mut [f32],
-    stats: &mut [f32],
-) {
-    assert!(groups > 0 && c.is_multiple_of(groups), "group_norm: {c} channels into {groups} groups");
-    let cpg = c / groups;
-    let len = cpg * s;
-    assert!(x.len() == n * c * s && y.len() == x.len() && stats.len() == n * groups * 2);
-    if len == 0 {
-        return;
+impl NormOps for CpuBackend {
+    fn group_norm(
+        &self,
+        groups: usize,
+        silu: bool,
+        x: &CpuTensor,
+        gamma: &CpuTensor,
+        beta: &CpuTensor,
+        y: &CpuTensor,
+        stats: &CpuTensor,
+    ) {
+        let (n, c) = (x.dim(0), x.dim(1));
+        let s = x.len() / (n * c);
+        let (x, gamma, beta, mut y, mut stats) = (data(x), data(gamma), data(beta), data_mut(y), data_mut(stats));
+        let (x, gamma, beta, y, stats) = (&*x, &*gamma, &*beta, &mut *y, &mut *stats);
+        assert!(groups > 0 && c.is_multiple_of(groups), "group_norm: {c} channels into {groups} groups");
+        let cpg = c / groups;
+        let len = cpg * s;
+        assert!(x.len() == n * c * s && y.len() == x.len() && stats.len() == n * groups * 2);
+        if len == 0 {
+            return;
+        }
+        // Each (sample, group) is a contiguous run of `len` values.
+        let isa = Isa::best();
+        y.par_chunks_mut(len).zip(x.par_chunks(len)).zip(stats.par_chunks_mut(2)).enumerate().for_each(
+            |(ng, ((y, x), stats))| {
+                let c0 = (ng % groups) * cpg;
+                let (gamma, beta) = (&gamma[c0..c0 + cpg], &beta[c0..c0 + cpg]);
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: Isa::best only picks Avx2Fma where the processor has it.
+                    Isa::Avx2Fma => unsafe { normalize_run_avx2(s, silu, x, gamma, beta, y, stats) },
+                    _ => normalize_run(s, silu, x, gamma, beta, y, stats),
+                }
+            },
+        );
     }
-    // Each (sample, group) is a contiguous run of `len` values.
-    let isa = Isa::best();
-    y.par_chunks_mut(len).zip(x.par_chunks(len)).zip(stats.par_chunks_mut(2)).enumerate().for_each(
-        |(ng, ((y, x), stats))| {
-            let c0 = (ng % groups) * cpg;
-            let (gamma, beta) = (&gamma[c0..c0 + cpg], &beta[c0..c0 + cpg]);
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: Isa::best only picks Avx2Fma where the processor has it.
-                Isa::Avx2Fma => unsafe { normalize_run_avx2(s, silu, x, gamma, beta, y, stats) },
-                _ => normalize_run(s, silu, x, gamma, beta, y, stats),
+
+    fn group_norm_backward(
+        &self,
+        groups: usize,
+        silu: bool,
+        dy: &CpuTensor,
+        x: &CpuTensor,
+        gamma: &CpuTensor,
+        beta: &CpuTensor,
+        stats: &CpuTensor,
+        dx: &CpuTensor,
+        dgamma: &CpuTensor,
+        dbeta: &CpuTensor,
+    ) {
+        let (n, c) = (x.dim(0), x.dim(1));
+        assert!(groups > 0 && c.is_multiple_of(groups), "group_norm_backward: {c} channels into {groups} groups");
+        assert!(dgamma.len() == c && dbeta.len() == c);
+        // dgamma and dbeta are usually views of one flat gradient tensor, which cannot be borrowed
+        // mutably twice: the backward gives per-(sample, channel) partial sums, written into each
+        // in turn.
+        let partials = backward_all_runs(n, c, x.len() / (n * c), groups, silu, [dy, x, gamma, beta, stats], dx);
+        let total = |ch: usize, pick: fn(&(f64, f64)) -> f64| {
+            (0..n).map(|i| pick(&partials[i * c + ch])).fold(0.0, |a, p| a + p) as f32
+        };
+        for (ch, dg) in data_mut(dgamma).iter_mut().enumerate() {
+            *dg = total(ch, |p| p.0);
+        }
+        for (ch, db) in data_mut(dbeta).iter_mut().enumerate() {
+            *db = total(ch, |p| p.1);
+        }
+    }
+
+    fn channel_normalize(&self, x: &CpuTensor, y: &CpuTensor, r: &CpuTensor) {
+        let (n, c) = (x.dim(0), x.dim(1));
+        let s = x.len() / (n * c);
+        let (x, mut y, mut r) = (data(x), data_mut(y), data_mut(r));
+        assert!(x.len() == n * c * s && y.len() == x.len() && r.len() == n * s, "channel_normalize: shapes");
+        for sample in 0..n {
+            for p in 0..s {
+                let at = |ch: usize| sample * c * s + ch * s + p;
+                let norm = (0..c).map(|ch| (x[at(ch)] as f64).powi(2)).sum::<f64>().sqrt();
+                for ch in 0..c {
+                    y[at(ch)] = (x[at(ch)] as f64 / (norm + NORMALIZE_EPS)) as f32;
+                }
+                r[sample * s + p] = norm as f32;
             }
-        },
-    );
+        }
+    }
+
+    /// `dx = dy / (r + eps) - x <x, dy> / (r (r + eps)^2)`.
+    fn channel_normalize_backward(&self, x: &CpuTensor, r: &CpuTensor, dy: &CpuTensor, dx: &CpuTensor) {
+        let (n, c) = (x.dim(0), x.dim(1));
+        let s = x.len() / (n * c);
+        let (x, r, dy, mut dx) = (data(x), data(r), data(dy), data_mut(dx));
+        assert!(x.len() == n * c * s && dy.len() == x.len() && dx.len() == x.len() && r.len() == n * s);
+        for sample in 0..n {
+            for p in 0..s {
+                let at = |ch: usize| sample * c * s + ch * s + p;
+                let dot: f64 = (0..c).map(|ch| x[at(ch)] as f64 * dy[at(ch)] as f64).sum();
+                let norm = r[sample * s + p] as f64;
+                let k = if norm > 0.0 { dot / (norm * (norm + NORMALIZE_EPS).powi(2)) } else { 0.0 };
+                for ch in 0..c {
+                    dx[at(ch)] = (dy[at(ch)] as f64 / (norm + NORMALIZE_EPS) - x[at(ch)] as f64 * k) as f32;
+                }
+            }
+        }
+    }
 }
 
-/// One (sample, group) run of [`group_norm`] (channels of `s` values, their gamma and beta).
+/// Added to the channel norm before dividing (as in the shaders and LPIPS).
+const NORMALIZE_EPS: f64 = 1e-10;
+
+/// One (sample, group) run of [`NormOps::group_norm`] (channels of `s` values, their gamma and beta).
 /// The sums and the per-value sigmoid are a fifth of a CPU step: compiled for AVX2 too.
 #[inline(always)]
 fn normalize_run(s: usize, silu: bool, x: &[f32], gamma: &[f32], beta: &[f32], y: &mut [f32], stats: &mut [f32]) {
@@ -97,37 +172,30 @@ unsafe fn normalize_run_avx2(
     normalize_run(s, silu, x, gamma, beta, y, stats)
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn group_norm_backward(
+/// dx of [`NormOps::group_norm_backward`], and each (sample, channel)'s share of the affine
+/// gradients `(sum da * xhat, sum da)`.
+fn backward_all_runs(
     n: usize,
     c: usize,
     s: usize,
     groups: usize,
     silu: bool,
-    dy: &[f32],
-    x: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    stats: &[f32],
-    dx: &mut [f32],
-    dgamma: &mut [f32],
-    dbeta: &mut [f32],
-) {
-    assert!(groups > 0 && c.is_multiple_of(groups), "group_norm_backward: {c} channels into {groups} groups");
+    [dy, x, gamma, beta, stats]: [&CpuTensor; 5],
+    dx: &CpuTensor,
+) -> Vec<(f64, f64)> {
+    let (dy, x, gamma, beta, stats, mut dx) = (data(dy), data(x), data(gamma), data(beta), data(stats), data_mut(dx));
+    let (dy, x, gamma, beta, stats, dx) = (&*dy, &*x, &*gamma, &*beta, &*stats, &mut *dx);
     let cpg = c / groups;
     let len = cpg * s;
     assert!(x.len() == n * c * s && dy.len() == x.len() && dx.len() == x.len() && stats.len() == n * groups * 2);
-    assert!(dgamma.len() == c && dbeta.len() == c);
+    let mut partials = vec![(0.0f64, 0.0f64); n * c];
     if len == 0 {
-        dgamma.fill(0.0);
-        dbeta.fill(0.0);
-        return;
+        return partials;
     }
     // Per (sample, group), a contiguous run of `len` values: dx = rstd * (g - mean(g) - xhat *
     // mean(g * xhat)) with g = da * gamma, and this run's share of the affine gradients,
     // dgamma[c] = sum of da * xhat and dbeta[c] = sum of da (summed over samples below). The saved
     // stats are used, as the kernels do, so a gradient matches the forward that saved them.
-    let mut partials = vec![(0.0f64, 0.0f64); n * c];
     let isa = Isa::best();
     dx.par_chunks_mut(len).zip(partials.par_chunks_mut(cpg)).enumerate().for_each_init(
         || (vec![0.0f32; len], vec![0.0f32; len]),
@@ -145,14 +213,10 @@ pub fn group_norm_backward(
             }
         },
     );
-    for (ch, (dg, db)) in dgamma.iter_mut().zip(dbeta.iter_mut()).enumerate() {
-        let (sum_dx, sum_d) = (0..n).map(|i| partials[i * c + ch]).fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1));
-        *dg = sum_dx as f32;
-        *db = sum_d as f32;
-    }
+    partials
 }
 
-/// One (sample, group) run of [`group_norm_backward`]: its statistics, values, output
+/// One (sample, group) run of [`NormOps::group_norm_backward`]: its statistics, values, output
 /// gradients and the group's gamma and beta.
 struct Run<'a> {
     s: usize,
@@ -215,38 +279,4 @@ unsafe fn backward_run_avx2(
     partial: &mut [(f64, f64)],
 ) {
     backward_run(run, da_run, xhat_run, dx, partial)
-}
-
-/// Added to the channel norm before dividing (as in the shaders and LPIPS).
-const NORMALIZE_EPS: f64 = 1e-10;
-
-/// `y = x / (r + eps)` with `r[n, s] = ||x[n, :, s]||`, for x `[N, C, S]`.
-pub fn channel_normalize(n: usize, c: usize, s: usize, x: &[f32], y: &mut [f32], r: &mut [f32]) {
-    assert!(x.len() == n * c * s && y.len() == x.len() && r.len() == n * s, "channel_normalize: shapes");
-    for sample in 0..n {
-        for p in 0..s {
-            let at = |ch: usize| sample * c * s + ch * s + p;
-            let norm = (0..c).map(|ch| (x[at(ch)] as f64).powi(2)).sum::<f64>().sqrt();
-            for ch in 0..c {
-                y[at(ch)] = (x[at(ch)] as f64 / (norm + NORMALIZE_EPS)) as f32;
-            }
-            r[sample * s + p] = norm as f32;
-        }
-    }
-}
-
-/// `dx = dy / (r + eps) - x <x, dy> / (r (r + eps)^2)`, the gradient of [`channel_normalize`].
-pub fn channel_normalize_backward(n: usize, c: usize, s: usize, x: &[f32], r: &[f32], dy: &[f32], dx: &mut [f32]) {
-    assert!(x.len() == n * c * s && dy.len() == x.len() && dx.len() == x.len() && r.len() == n * s);
-    for sample in 0..n {
-        for p in 0..s {
-            let at = |ch: usize| sample * c * s + ch * s + p;
-            let dot: f64 = (0..c).map(|ch| x[at(ch)] as f64 * dy[at(ch)] as f64).sum();
-            let norm = r[sample * s + p] as f64;
-            let k = if norm > 0.0 { dot / (norm * (norm + NORMALIZE_EPS).powi(2)) } else { 0.0 };
-            for ch in 0..c {
-                dx[at(ch)] = (dy[at(ch)] as f64 / (norm + NORMALIZE_EPS) - x[at(ch)] as f64 * k) as f32;
-            }
-        }
-    }
 }

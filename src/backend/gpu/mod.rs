@@ -1,6 +1,8 @@
 //! The GPU backend: every op is one or a few dispatches of a WGSL kernel from `shaders/`.
-//! Each `*.rs` file here holds the host side of a family of kernels: their parameter structs
-//! (mirroring the WGSL `Params` struct field by field) and their launch geometry.
+//! Each `*.rs` file here holds the host side of a family of kernels and implements the op family
+//! of its name (`../conv.rs`: `ConvOps`, ...): the kernels' parameter structs (mirroring the WGSL
+//! `Params` struct field by field) and their launch geometry. This file holds the storage
+//! ([`Memory`]) and the dispatch.
 
 mod conv;
 mod elementwise;
@@ -11,7 +13,7 @@ mod random;
 
 use std::rc::Rc;
 
-use super::{AdamStep, Backend, Conv2d, Metric, RandomKey};
+use super::Memory;
 use crate::gpu::{Binding, GpuBuffer, GpuContext, Kernel, Launcher};
 use crate::tensor::Tensor;
 use crate::Result;
@@ -89,6 +91,49 @@ macro_rules! kernel {
 }
 pub(crate) use kernel;
 
+/// A kernel's parameter struct: `#[repr(C)]` and `Pod` for the uniform upload, with the list of
+/// its fields and their offsets, so the list cannot drift from the struct (see
+/// [`UniformLayout`]).
+macro_rules! params {
+    ($(#[$attr:meta])* struct $name:ident { $($(#[$field_attr:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$attr])*
+        #[repr(C)]
+        #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+        struct $name {
+            $($(#[$field_attr])* $field: $ty,)*
+        }
+
+        impl $name {
+            const FIELDS: &'static [(&'static str, usize)] =
+                &[$((stringify!($field), std::mem::offset_of!($name, $field))),*];
+
+            /// This struct as the parameters of `kernel`.
+            const fn uniform(kernel: $crate::gpu::Kernel) -> $crate::backend::gpu::UniformLayout {
+                $crate::backend::gpu::UniformLayout { kernel, size: std::mem::size_of::<$name>(), fields: Self::FIELDS }
+            }
+        }
+    };
+}
+pub(crate) use params;
+
+/// A kernel's parameter struct as Rust lays it out: `tests/shader_layout.rs` holds it against the
+/// uniform struct the kernel's WGSL declares at `@group(0) @binding(0)` (names, order, offsets
+/// and size), since a mismatch would silently feed a kernel the wrong values.
+#[derive(Clone, Copy, Debug)]
+pub struct UniformLayout {
+    /// One kernel of the WGSL file (its entry points share the struct).
+    pub kernel: Kernel,
+    /// `size_of` the Rust struct.
+    pub size: usize,
+    /// Its fields in declaration order, each with its `offset_of`.
+    pub fields: &'static [(&'static str, usize)],
+}
+
+/// The parameter struct of every kernel file.
+pub fn uniform_layouts() -> Vec<UniformLayout> {
+    [conv::UNIFORMS, elementwise::UNIFORMS, loss::UNIFORMS, norm::UNIFORMS, optim::UNIFORMS, random::UNIFORMS].concat()
+}
+
 impl GpuBackend {
     pub fn new(ctx: GpuContext) -> Self {
         GpuBackend { launcher: Launcher::new(ctx) }
@@ -128,7 +173,7 @@ impl GpuBackend {
     }
 }
 
-impl Backend for GpuBackend {
+impl Memory for GpuBackend {
     type Storage = Rc<GpuBuffer>;
     type Bytes = GpuBytes;
 
@@ -188,161 +233,6 @@ impl Backend for GpuBackend {
 
     fn flush(&self) {
         self.launcher.flush();
-    }
-
-    fn conv2d(&self, g: &Conv2d, x: &GpuTensor, w: &GpuTensor, b: &GpuTensor, y: &GpuTensor) {
-        conv::conv2d(self, g, x, w, b, y)
-    }
-    fn conv2d_backward_input(&self, g: &Conv2d, dy: &GpuTensor, w: &GpuTensor, dx: &GpuTensor) {
-        conv::conv2d_backward_input(self, g, dy, w, dx)
-    }
-    fn conv2d_backward_weight(&self, g: &Conv2d, dy: &GpuTensor, x: &GpuTensor, dw: &GpuTensor) {
-        conv::conv2d_backward_weight(self, g, dy, x, dw)
-    }
-    fn linear(&self, x: &GpuTensor, w: &GpuTensor, b: &GpuTensor, y: &GpuTensor) {
-        conv::linear(self, x, w, b, y)
-    }
-    fn linear_backward_input(&self, dy: &GpuTensor, w: &GpuTensor, dx: &GpuTensor) {
-        conv::linear_backward_input(self, dy, w, dx)
-    }
-    fn linear_backward_weight(&self, dy: &GpuTensor, x: &GpuTensor, dw: &GpuTensor) {
-        conv::linear_backward_weight(self, dy, x, dw)
-    }
-    fn channel_sum(&self, x: &GpuTensor, out: &GpuTensor, per_sample: bool) {
-        conv::channel_sum(self, x, out, per_sample)
-    }
-
-    fn group_norm(
-        &self,
-        groups: usize,
-        silu: bool,
-        x: &GpuTensor,
-        gamma: &GpuTensor,
-        beta: &GpuTensor,
-        y: &GpuTensor,
-        stats: &GpuTensor,
-    ) {
-        norm::group_norm(self, groups, silu, x, gamma, beta, y, stats)
-    }
-    fn group_norm_backward(
-        &self,
-        groups: usize,
-        silu: bool,
-        dy: &GpuTensor,
-        x: &GpuTensor,
-        gamma: &GpuTensor,
-        beta: &GpuTensor,
-        stats: &GpuTensor,
-        dx: &GpuTensor,
-        dgamma: &GpuTensor,
-        dbeta: &GpuTensor,
-    ) {
-        norm::group_norm_backward(self, groups, silu, dy, x, gamma, beta, stats, dx, dgamma, dbeta)
-    }
-    fn channel_normalize(&self, x: &GpuTensor, y: &GpuTensor, r: &GpuTensor) {
-        norm::channel_normalize(self, x, y, r)
-    }
-    fn channel_normalize_backward(&self, x: &GpuTensor, r: &GpuTensor, dy: &GpuTensor, dx: &GpuTensor) {
-        norm::channel_normalize_backward(self, x, r, dy, dx)
-    }
-    fn silu(&self, x: &GpuTensor, y: &GpuTensor) {
-        elementwise::silu(self, x, y)
-    }
-    fn silu_backward(&self, x: &GpuTensor, dy: &GpuTensor, dx: &GpuTensor) {
-        elementwise::silu_backward(self, x, dy, dx)
-    }
-    fn upsample2x(&self, x: &GpuTensor, y: &GpuTensor) {
-        elementwise::upsample2x(self, x, y)
-    }
-    fn upsample2x_backward(&self, dy: &GpuTensor, dx: &GpuTensor) {
-        elementwise::upsample2x_backward(self, dy, dx)
-    }
-
-    fn copy_channels(
-        &self,
-        src: &GpuTensor,
-        src_start: usize,
-        dst: &GpuTensor,
-        dst_start: usize,
-        count: usize,
-        accumulate: bool,
-    ) {
-        elementwise::copy_channels(self, src, src_start, dst, dst_start, count, accumulate)
-    }
-    fn add_channel_bias(&self, x: &GpuTensor, e: &GpuTensor, y: &GpuTensor) {
-        elementwise::add_channel_bias(self, x, e, y)
-    }
-    fn add(&self, a: &GpuTensor, b: &GpuTensor, out: &GpuTensor) {
-        elementwise::add(self, a, b, out)
-    }
-    fn scale_add(&self, alpha: &GpuTensor, x: &GpuTensor, beta: &GpuTensor, y: &GpuTensor, out: &GpuTensor) {
-        elementwise::scale_add(self, alpha, x, beta, y, out)
-    }
-    fn sinusoidal_embedding(&self, c: &GpuTensor, out: &GpuTensor) {
-        elementwise::sinusoidal_embedding(self, c, out)
-    }
-    fn keep_known(&self, patch: usize, x: &GpuTensor, y: &GpuTensor, keep: &GpuTensor, out: &GpuTensor) {
-        elementwise::keep_known(self, patch, x, y, keep, out)
-    }
-
-    fn loss(
-        &self,
-        metric: Metric,
-        pred: &GpuTensor,
-        target: &GpuTensor,
-        weight: &GpuTensor,
-        loss: &GpuTensor,
-        stats: &GpuTensor,
-    ) {
-        loss::loss(self, metric, pred, target, weight, loss, stats)
-    }
-    fn loss_backward(
-        &self,
-        metric: Metric,
-        pred: &GpuTensor,
-        target: &GpuTensor,
-        weight: &GpuTensor,
-        stats: &GpuTensor,
-        dpred: &GpuTensor,
-    ) {
-        loss::loss_backward(self, metric, pred, target, weight, stats, dpred)
-    }
-    fn softmax_cross_entropy(&self, logits: &GpuTensor, labels: &GpuTensor, loss: &GpuTensor) {
-        loss::softmax_cross_entropy(self, logits, labels, loss)
-    }
-    fn softmax_cross_entropy_backward(&self, logits: &GpuTensor, labels: &GpuTensor, dlogits: &GpuTensor) {
-        loss::softmax_cross_entropy_backward(self, logits, labels, dlogits)
-    }
-    fn sum(&self, x: &GpuTensor, out: &GpuTensor, square: bool, scale: f32) {
-        loss::sum(self, x, out, square, scale)
-    }
-
-    fn adam(
-        &self,
-        step: &AdamStep,
-        params: &GpuTensor,
-        grad: &GpuTensor,
-        m: &GpuTensor,
-        v: &GpuTensor,
-        grad_sumsq: &GpuTensor,
-    ) {
-        optim::adam(self, step, params, grad, m, v, grad_sumsq)
-    }
-    fn ema(&self, mu: f32, avg: &GpuTensor, x: &GpuTensor) {
-        optim::ema(self, mu, avg, x)
-    }
-
-    fn random_uniform(&self, key: RandomKey, out: &GpuTensor) {
-        random::random_uniform(self, key, out)
-    }
-    fn random_normal(&self, key: RandomKey, out: &GpuTensor) {
-        random::random_normal(self, key, out)
-    }
-    fn random_index(&self, key: RandomKey, bound: u32, out: &GpuTensor) {
-        random::random_index(self, key, bound, out)
-    }
-    fn gather_rows(&self, data: &GpuBytes, row_len: usize, index: &GpuTensor, out: &GpuTensor) {
-        random::gather_rows(self, data, row_len, index, out)
     }
 }
 

@@ -1,35 +1,34 @@
 //! Group normalisation (with an optional fused SiLU) and its backward pass.
 
-use bytemuck::{Pod, Zeroable};
-
-use super::{grid, kernel, GpuBackend, GpuTensor, WORKGROUP};
+use super::{grid, kernel, params, GpuBackend, GpuTensor, UniformLayout, WORKGROUP};
+use crate::backend::NormOps;
 
 /// Added to the group variance before the square root (PyTorch's default; the CPU twin uses the same).
 const EPS: f32 = 1e-5;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Forward {
-    /// (sample, group) pairs, one workgroup each.
-    count: u32,
-    groups: u32,
-    /// Channels per group.
-    cpg: u32,
-    /// Spatial size H * W.
-    s: u32,
-    silu: u32,
-    eps: f32,
+params! {
+    struct Forward {
+        /// (sample, group) pairs, one workgroup each.
+        count: u32,
+        groups: u32,
+        /// Channels per group.
+        cpg: u32,
+        /// Spatial size H * W.
+        s: u32,
+        silu: u32,
+        eps: f32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Backward {
-    batch: u32,
-    channels: u32,
-    groups: u32,
-    cpg: u32,
-    s: u32,
-    silu: u32,
+params! {
+    struct Backward {
+        batch: u32,
+        channels: u32,
+        groups: u32,
+        cpg: u32,
+        s: u32,
+        silu: u32,
+    }
 }
 
 /// (N, C, S) of x `[N, C, ...]`, checked against `groups` and the stats shape.
@@ -53,89 +52,13 @@ fn geometry(
     (n, c, x.len() / (n * c))
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn group_norm(
-    be: &GpuBackend,
-    groups: usize,
-    silu: bool,
-    x: &GpuTensor,
-    gamma: &GpuTensor,
-    beta: &GpuTensor,
-    y: &GpuTensor,
-    stats: &GpuTensor,
-) {
-    let (n, c, s) = geometry(groups, x, gamma, beta, stats);
-    assert_eq!(y.len(), x.len(), "group_norm: y {:?} for x {:?}", y.shape, x.shape);
-    let params = Forward {
-        count: (n * groups) as u32,
-        groups: groups as u32,
-        cpg: (c / groups) as u32,
-        s: s as u32,
-        silu: silu as u32,
-        eps: EPS,
-    };
-    // One workgroup per (sample, group): grid's one item per workgroup.
-    be.dispatch(&kernel!("group_norm_forward", with "silu"), &params, &[x, gamma, beta, y, stats], grid(n * groups, 1));
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn group_norm_backward(
-    be: &GpuBackend,
-    groups: usize,
-    silu: bool,
-    dy: &GpuTensor,
-    x: &GpuTensor,
-    gamma: &GpuTensor,
-    beta: &GpuTensor,
-    stats: &GpuTensor,
-    dx: &GpuTensor,
-    dgamma: &GpuTensor,
-    dbeta: &GpuTensor,
-) {
-    let (n, c, s) = geometry(groups, x, gamma, beta, stats);
-    assert!(
-        dy.len() == x.len() && dx.len() == x.len(),
-        "group_norm_backward: dy {:?}, dx {:?} for x {:?}",
-        dy.shape,
-        dx.shape,
-        x.shape
-    );
-    assert!(
-        dgamma.len() == c && dbeta.len() == c,
-        "group_norm_backward: dgamma {:?} / dbeta {:?}",
-        dgamma.shape,
-        dbeta.shape
-    );
-    let params = Backward {
-        batch: n as u32,
-        channels: c as u32,
-        groups: groups as u32,
-        cpg: (c / groups) as u32,
-        s: s as u32,
-        silu: silu as u32,
-    };
-    // The binding order is the shader's: inputs 1-5, then the entry point's outputs.
-    be.dispatch(
-        &kernel!("group_norm_backward", entry = "input_grad", with "silu"),
-        &params,
-        &[dy, x, gamma, beta, stats, dx],
-        grid(n * groups, 1),
-    );
-    be.dispatch(
-        &kernel!("group_norm_backward", entry = "affine_grad", with "silu"),
-        &params,
-        &[dy, x, gamma, beta, stats, dgamma, dbeta],
-        grid(c, 1),
-    );
-}
-
-/// Mirrors `Params` in shaders/channel_normalize_params.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Normalize {
-    n: u32,
-    c: u32,
-    s: u32,
+params! {
+    /// Mirrors `Params` in shaders/channel_normalize_params.wgsl.
+    struct Normalize {
+        n: u32,
+        c: u32,
+        s: u32,
+    }
 }
 
 fn normalize_params(x: &GpuTensor, r: &GpuTensor) -> Normalize {
@@ -146,24 +69,113 @@ fn normalize_params(x: &GpuTensor, r: &GpuTensor) -> Normalize {
     Normalize { n: n as u32, c: c as u32, s: s as u32 }
 }
 
-pub fn channel_normalize(be: &GpuBackend, x: &GpuTensor, y: &GpuTensor, r: &GpuTensor) {
-    assert_eq!(y.len(), x.len(), "channel_normalize: y {:?} for x {:?}", y.shape, x.shape);
-    let p = normalize_params(x, r);
-    be.dispatch(
-        &kernel!("channel_normalize_forward", with "channel_normalize_params"),
-        &p,
-        &[x, y, r],
-        grid(r.len(), WORKGROUP),
-    );
+impl NormOps for GpuBackend {
+    fn group_norm(
+        &self,
+        groups: usize,
+        silu: bool,
+        x: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        y: &GpuTensor,
+        stats: &GpuTensor,
+    ) {
+        let (n, c, s) = geometry(groups, x, gamma, beta, stats);
+        assert_eq!(y.len(), x.len(), "group_norm: y {:?} for x {:?}", y.shape, x.shape);
+        let params = Forward {
+            count: (n * groups) as u32,
+            groups: groups as u32,
+            cpg: (c / groups) as u32,
+            s: s as u32,
+            silu: silu as u32,
+            eps: EPS,
+        };
+        // One workgroup per (sample, group): grid's one item per workgroup.
+        self.dispatch(
+            &kernel!("group_norm_forward", with "silu", "workgroup_sum"),
+            &params,
+            &[x, gamma, beta, y, stats],
+            grid(n * groups, 1),
+        );
+    }
+
+    fn group_norm_backward(
+        &self,
+        groups: usize,
+        silu: bool,
+        dy: &GpuTensor,
+        x: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        stats: &GpuTensor,
+        dx: &GpuTensor,
+        dgamma: &GpuTensor,
+        dbeta: &GpuTensor,
+    ) {
+        let (n, c, s) = geometry(groups, x, gamma, beta, stats);
+        assert!(
+            dy.len() == x.len() && dx.len() == x.len(),
+            "group_norm_backward: dy {:?}, dx {:?} for x {:?}",
+            dy.shape,
+            dx.shape,
+            x.shape
+        );
+        assert!(
+            dgamma.len() == c && dbeta.len() == c,
+            "group_norm_backward: dgamma {:?} / dbeta {:?}",
+            dgamma.shape,
+            dbeta.shape
+        );
+        let params = Backward {
+            batch: n as u32,
+            channels: c as u32,
+            groups: groups as u32,
+            cpg: (c / groups) as u32,
+            s: s as u32,
+            silu: silu as u32,
+        };
+        // The binding order is the shader's: inputs 1-5, then the entry point's outputs.
+        self.dispatch(
+            &kernel!("group_norm_backward", entry = "input_grad", with "silu", "workgroup_sum"),
+            &params,
+            &[dy, x, gamma, beta, stats, dx],
+            grid(n * groups, 1),
+        );
+        self.dispatch(
+            &kernel!("group_norm_backward", entry = "affine_grad", with "silu", "workgroup_sum"),
+            &params,
+            &[dy, x, gamma, beta, stats, dgamma, dbeta],
+            grid(c, 1),
+        );
+    }
+
+    fn channel_normalize(&self, x: &GpuTensor, y: &GpuTensor, r: &GpuTensor) {
+        assert_eq!(y.len(), x.len(), "channel_normalize: y {:?} for x {:?}", y.shape, x.shape);
+        let p = normalize_params(x, r);
+        self.dispatch(
+            &kernel!("channel_normalize_forward", with "channel_normalize_params"),
+            &p,
+            &[x, y, r],
+            grid(r.len(), WORKGROUP),
+        );
+    }
+
+    fn channel_normalize_backward(&self, x: &GpuTensor, r: &GpuTensor, dy: &GpuTensor, dx: &GpuTensor) {
+        assert!(dy.len() == x.len() && dx.len() == x.len(), "channel_normalize_backward: dy, dx for x {:?}", x.shape);
+        let p = normalize_params(x, r);
+        self.dispatch(
+            &kernel!("channel_normalize_backward", with "channel_normalize_params"),
+            &p,
+            &[x, r, dy, dx],
+            grid(r.len(), WORKGROUP),
+        );
+    }
 }
 
-pub fn channel_normalize_backward(be: &GpuBackend, x: &GpuTensor, r: &GpuTensor, dy: &GpuTensor, dx: &GpuTensor) {
-    assert!(dy.len() == x.len() && dx.len() == x.len(), "channel_normalize_backward: dy, dx for x {:?}", x.shape);
-    let p = normalize_params(x, r);
-    be.dispatch(
-        &kernel!("channel_normalize_backward", with "channel_normalize_params"),
-        &p,
-        &[x, r, dy, dx],
-        grid(r.len(), WORKGROUP),
-    );
-}
+/// The parameters of each kernel here (tests/shader_layout.rs).
+pub(super) const UNIFORMS: &[UniformLayout] = &[
+    Forward::uniform(kernel!("group_norm_forward", with "silu", "workgroup_sum")),
+    Backward::uniform(kernel!("group_norm_backward", entry = "input_grad", with "silu", "workgroup_sum")),
+    Normalize::uniform(kernel!("channel_normalize_forward", with "channel_normalize_params")),
+    Normalize::uniform(kernel!("channel_normalize_backward", with "channel_normalize_params")),
+];

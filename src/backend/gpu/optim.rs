@@ -1,22 +1,20 @@
 //! Optimizer kernels over the flat parameter buffer: Adam (with clipping by global norm) and EMA.
 
-use bytemuck::{Pod, Zeroable};
+use super::{grid, kernel, params, GpuBackend, GpuTensor, UniformLayout, WORKGROUP};
+use crate::backend::{AdamStep, OptimOps};
 
-use super::{grid, kernel, GpuBackend, GpuTensor, WORKGROUP};
-use crate::backend::AdamStep;
-
-/// Mirrors `Params` of `adam.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct AdamParams {
-    len: u32,
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    bias1: f32,
-    bias2: f32,
-    max_grad_norm: f32,
+params! {
+    /// Mirrors `Params` of `adam.wgsl`.
+    struct AdamParams {
+        len: u32,
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        bias1: f32,
+        bias2: f32,
+        max_grad_norm: f32,
+    }
 }
 
 impl AdamParams {
@@ -41,31 +39,37 @@ impl AdamParams {
     }
 }
 
-pub fn adam(
-    be: &GpuBackend,
-    step: &AdamStep,
-    params: &GpuTensor,
-    grad: &GpuTensor,
-    m: &GpuTensor,
-    v: &GpuTensor,
-    grad_sumsq: &GpuTensor,
-) {
-    let len = params.len();
-    assert!(grad.len() == len && m.len() == len && v.len() == len, "adam: params, grad, m, v lengths");
-    let sumsq = grad_sumsq.view(0, &[1]);
-    let p = AdamParams::new(step, len);
-    be.dispatch(&kernel!("adam"), &p, &[params, grad, m, v, &sumsq], grid(len, WORKGROUP));
+params! {
+    /// Mirrors `Params` of `ema.wgsl`.
+    struct EmaParams {
+        len: u32,
+        mu: f32,
+    }
 }
 
-/// Mirrors `Params` of `ema.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct EmaParams {
-    len: u32,
-    mu: f32,
+impl OptimOps for GpuBackend {
+    fn adam(
+        &self,
+        step: &AdamStep,
+        params: &GpuTensor,
+        grad: &GpuTensor,
+        m: &GpuTensor,
+        v: &GpuTensor,
+        grad_sumsq: &GpuTensor,
+    ) {
+        let len = params.len();
+        assert!(grad.len() == len && m.len() == len && v.len() == len, "adam: params, grad, m, v lengths");
+        let sumsq = grad_sumsq.view(0, &[1]);
+        let p = AdamParams::new(step, len);
+        self.dispatch(&kernel!("adam"), &p, &[params, grad, m, v, &sumsq], grid(len, WORKGROUP));
+    }
+
+    fn ema(&self, mu: f32, avg: &GpuTensor, x: &GpuTensor) {
+        assert_eq!(avg.len(), x.len(), "ema: avg and x lengths");
+        self.dispatch(&kernel!("ema"), &EmaParams { len: avg.len() as u32, mu }, &[avg, x], grid(avg.len(), WORKGROUP));
+    }
 }
 
-pub fn ema(be: &GpuBackend, mu: f32, avg: &GpuTensor, x: &GpuTensor) {
-    assert_eq!(avg.len(), x.len(), "ema: avg and x lengths");
-    be.dispatch(&kernel!("ema"), &EmaParams { len: avg.len() as u32, mu }, &[avg, x], grid(avg.len(), WORKGROUP));
-}
+/// The parameters of each kernel here (tests/shader_layout.rs).
+pub(super) const UNIFORMS: &[UniformLayout] =
+    &[AdamParams::uniform(kernel!("adam")), EmaParams::uniform(kernel!("ema"))];

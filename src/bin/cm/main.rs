@@ -48,7 +48,7 @@ enum Command {
     /// Draw the paper's figures (docs/figures/*.png) and their table from recorded runs'
     /// logs (`scripts/paper-figures` records them in docs/figures/data).
     Plot(plot::Args),
-    /// Train an MNIST classifier (`consistency::eval::classifier`) and write its weights as
+    /// Train an MNIST classifier (`consistency::train::classifier`) and write its weights as
     /// safetensors: the MNIST-FID network (shipped as assets/mnist-classifier.safetensors) or
     /// the perceptual distance's (assets/mnist-perceptual.safetensors, `--network perceptual
     /// --seed 1`).

@@ -79,7 +79,7 @@ pub fn run<B: Backend>(be: &B, args: &Args) -> consistency::Result<()> {
         let mut bytes = Vec::new();
         let mut writer = npyz::WriteOptions::<f32>::new()
             .default_dtype()
-            .shape(&[args.count as u64, 1, image::SIDE as u64, image::SIDE as u64])
+            .shape(&image::digit_shape(args.count).map(|d| d as u64))
             .writer(&mut bytes)
             .begin_nd()
             .map_err(|e| io_error(path, e))?;

@@ -7,8 +7,8 @@ use std::time::Instant;
 use clap::ValueEnum;
 use consistency::backend::Backend;
 use consistency::data::mnist::{Mnist, Split};
-use consistency::eval::classifier::{self, TrainConfig};
 use consistency::nn::classifier::{weights, Architecture, Classifier};
+use consistency::train::classifier::{self, TrainConfig};
 
 use crate::files::write_atomically;
 use crate::BackendChoice;

@@ -22,7 +22,8 @@
 pub mod weights;
 
 use crate::backend::{BTensor, Backend};
-use crate::data::mnist::{CLASSES, IMAGE_SIDE};
+use crate::data::mnist::CLASSES;
+use crate::image::{digit_shape, SIDE};
 use crate::nn::layers::{Conv, Linear, NormSilu};
 use crate::nn::params::ParamLayout;
 
@@ -134,7 +135,7 @@ impl Classifier {
         params: &BTensor<B>,
         x: &BTensor<B>,
     ) -> (Vec<BTensor<B>>, Vec<StageCache<B>>) {
-        assert_eq!(&x.shape[1..], [1, IMAGE_SIDE, IMAGE_SIDE], "classifier input must be [N, 1, 28, 28]");
+        assert_eq!(x.shape, digit_shape(x.dim(0)), "classifier input must be [N, 1, {SIDE}, {SIDE}]");
         let mut a = x.clone();
         let (mut outputs, mut caches) = (Vec::new(), Vec::new());
         for (conv, norm) in &self.stages {
