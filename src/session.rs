@@ -26,7 +26,7 @@ use crate::vocabulary::Named;
 use crate::{image, views, Error, Result};
 
 /// Algorithm 1's refinement times after the first step from T, for each number of steps the
-/// page offers (descending, in (eps, T)): 0.8 is also `cm eval`'s second step.
+/// page offers (descending, in (eps, T)); `cm eval` measures the first two.
 pub const TIME_POINTS: &[(usize, &[f64])] = &[(1, &[]), (2, &[0.8]), (4, &[8.0, 2.0, 0.5])];
 
 /// Points of the schedule view's N(k) and mu(k) curves over K.

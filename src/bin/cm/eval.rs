@@ -9,6 +9,7 @@ use consistency::data::mnist::{Mnist, Split, CLASSES};
 use consistency::eval::{Evaluator, Quality};
 use consistency::model::{Model, Preconditioning};
 use consistency::sample::Sampler;
+use consistency::session::TIME_POINTS;
 use consistency::Error;
 
 use crate::files::{append, io_error, load_checkpoint};
@@ -24,9 +25,10 @@ pub struct Args {
     count: usize,
     /// For a consistency model, the multistep samplers to measure (Algorithm 1): groups of
     /// refinement times after the first step from 80, separated by ';' (an empty group is
-    /// one-step sampling). The default measures 1 step and 2 steps (80, 0.8).
-    #[arg(long, default_value = ";0.8", allow_hyphen_values = true)]
-    time_points: String,
+    /// one-step sampling), e.g. ";0.8;5,1.5,0.5". The default measures the page's 1 step and 2
+    /// steps (80, 0.8).
+    #[arg(long, allow_hyphen_values = true)]
+    time_points: Option<String>,
     /// For a diffusion teacher, the samplers to measure instead: solver:steps pairs (Heun takes
     /// 2 steps - 1 evaluations, Euler one per step).
     #[arg(long, value_delimiter = ',', default_value = "heun:18,euler:18")]
@@ -114,23 +116,26 @@ pub fn run<B: Backend>(be: &B, args: &Args) -> consistency::Result<()> {
     Ok(())
 }
 
+/// One `--time-points` group: refinement times separated by ','.
+fn time_group(group: &str) -> consistency::Result<Vec<f64>> {
+    group
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse().map_err(|_| Error::Invalid(format!("--time-points: '{p}' is not a time"))))
+        .collect()
+}
+
 /// The samplers to measure: the `--time-points` groups for a consistency model, the `--ode`
 /// list for a teacher.
 fn samplers(model: &Model, args: &Args) -> consistency::Result<Vec<Sampler>> {
     if model.preconditioning == Preconditioning::Consistency {
-        return args
-            .time_points
-            .split(';')
-            .map(|group| {
-                let points = group
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(|p| p.parse().map_err(|_| Error::Invalid(format!("--time-points: '{p}' is not a time"))))
-                    .collect::<consistency::Result<Vec<f64>>>()?;
-                Sampler::for_model(model, &points, "", 0)
-            })
-            .collect();
+        let groups: Vec<Vec<f64>> = match &args.time_points {
+            Some(text) => text.split(';').map(time_group).collect::<consistency::Result<_>>()?,
+            // The page's choices of one and two steps, so both measure the same samplers.
+            None => TIME_POINTS.iter().filter(|(steps, _)| *steps <= 2).map(|(_, points)| points.to_vec()).collect(),
+        };
+        return groups.iter().map(|points| Sampler::for_model(model, points, "", 0)).collect();
     }
     args.ode
         .iter()
