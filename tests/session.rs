@@ -63,6 +63,9 @@ fn a_loaded_run_says_what_it_is() {
     assert!(!s.has_data);
     assert!(s.step >= s.total_steps, "the shipped run is trained to the end of its curriculum");
 
+    let s = session("teacher-tiny.safetensors").status();
+    // The shipped diffusion teacher of "From the teacher": class-conditional, its own teacher.
+    assert_eq!((s.objective, s.classes, s.has_teacher, s.widths), ("denoising", 10, true, [8, 16, 16]));
     let s = session("distilled-tiny.safetensors").status();
     assert_eq!((s.objective, s.classes, s.has_teacher, s.guidance), ("distillation", 10, true, 3.0));
     let view = session("distilled-tiny.safetensors").schedule();

@@ -11,6 +11,9 @@ export const PRETRAINED = "consistency-small.safetensors";
 // Distilled from a diffusion teacher (Algorithm 2), class-conditional; the file carries the
 // teacher, which the comparison panel samples.
 export const DISTILLED = "distilled-tiny.safetensors";
+// A diffusion teacher (the tiny network, class-conditional, trained 20,000 steps): what "From
+// the teacher" distils when the run is not a teacher itself.
+export const TEACHER = "teacher-tiny.safetensors";
 
 // The one piece of state the panels share. `bindings`: the wasm module's exports;
 // `constants`: its `constants()` (T, eps, sigmaData, timePoints); `engine`: the running

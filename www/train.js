@@ -3,7 +3,7 @@
 // background tab and input is answered between chunks; previews, autosave in this browser,
 // pause and resume, a fresh run from the settings, and runs downloaded, uploaded or shipped.
 
-import { $, DISTILLED, PRETRAINED, fetchWithProgress, message, page, show } from "./page.js";
+import { $, DISTILLED, PRETRAINED, TEACHER, fetchWithProgress, message, page, show } from "./page.js";
 import { drawDigits, drawLossChart } from "./draw.js";
 import { forgetRun, saveRun } from "./store.js";
 import { askedChunk } from "./url.js";
@@ -214,11 +214,12 @@ async function resetRun() {
   }
 }
 
-// One click from the paper's teacher to a one-step model: the distilled model's teacher (or the
-// loaded run's own), a fresh run of the teacher route planned for the chosen minutes, trained.
+// One click from the paper's teacher to a one-step model: the loaded run if it is a diffusion
+// teacher, else the shipped tiny teacher; a fresh run of the teacher route planned for the
+// chosen minutes, trained.
 async function fromTeacher() {
-  if (!page.status?.hasTeacher) await loadDistilled();
-  if (!page.status?.hasTeacher) return; // the load failed and said why
+  if (page.status?.objective !== "denoising") await loadShipped(TEACHER, "the tiny teacher");
+  if (page.status?.objective !== "denoising") return; // the load failed and said why
   const form = $("settings").elements;
   for (const [name, value] of Object.entries(TEACHER_ROUTE)) {
     form[name].value = value;

@@ -138,7 +138,16 @@ test("settings live in the address, the strip shows the consistency property, mu
     const tuned = await page.textContent("#run-info");
     console.log(`from the page's teacher: ${tuned} loss ${await page.textContent("#stat-loss")}`);
     assert.match(tuned, /8\/16\/16 channels/, "the teacher's widths");
-    assert.doesNotMatch(tuned, /class-conditional/, "the page's teacher, not the distilled model's");
+    assert.doesNotMatch(tuned, /class-conditional/, "the page's teacher, not the shipped one");
+    // From a run that is not a teacher, the click loads the shipped tiny teacher first.
+    await page.click("#train-pretrained");
+    await page.waitForFunction(() => document.getElementById("train-status").textContent.includes("Loaded the pretrained model"), null, { timeout: 300_000 });
+    await page.click("#train-from-teacher");
+    await page.waitForFunction(() => /class-conditional, consistency distillation/.test(document.getElementById("run-info").textContent), null, { timeout: 300_000 });
+    await page.waitForFunction(() => document.getElementById("train-status").textContent.startsWith("Training"), null, { timeout: 120_000 });
+    await page.click("#train-pause");
+    await page.waitForFunction(() => document.getElementById("train-status").textContent.startsWith("Paused"), null, { timeout: 300_000 });
+    console.log(`from the shipped teacher: ${await page.textContent("#run-info")}`);
 
     // The paper's figures load.
     const figures = await page.$$eval(".figures:not(.samples) img", async (imgs) => {
