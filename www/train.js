@@ -15,9 +15,9 @@ import { showStrip, stripShown } from "./strip.js";
 import { loadReadouts, takeReadout } from "./readout.js";
 import { showMemory } from "./memory.js";
 
-// The one-click route from a diffusion teacher and its learning rate (docs/results.md, "The
-// page's minutes: from the teacher").
-const TEACHER_ROUTE = { recipe: "distill", lr: "0.001" };
+// The one-click route from a diffusion teacher, its learning rate and batch (docs/results.md,
+// "The page's minutes: from the teacher").
+const TEACHER_ROUTE = { recipe: "distill", lr: "0.001", batch: "64" };
 
 const AUTOSAVE_SECONDS = 30;
 const PREVIEW_SECONDS = 3;
