@@ -72,6 +72,17 @@ export async function openPage(origin, args, { ready = true, screen = {} } = {})
   return { browser, page, errors };
 }
 
+// Starts recording the longest task on the page's thread (a long-task observer: what a click
+// or a keystroke would wait behind); `longestTask(page)` reads it in milliseconds.
+export const watchLongTasks = (page) =>
+  page.evaluate(() => {
+    window.longestTask = 0;
+    new PerformanceObserver((list) => {
+      for (const task of list.getEntries()) window.longestTask = Math.max(window.longestTask, task.duration);
+    }).observe({ type: "longtask" });
+  });
+export const longestTask = (page) => page.evaluate(() => window.longestTask);
+
 // The tests set K themselves: Reset keeps it instead of planning it for some minutes, and the
 // folded settings are opened (they sit below the first screen, which opening does not move).
 // Again after a reload.

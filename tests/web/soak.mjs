@@ -5,7 +5,7 @@
 // pauses, reloads and checks that the autosaved run comes back at the step it paused at.
 // tests/web/soak.test.mjs runs it for a minute; scripts/soak for 30.
 
-import { openPage, openSettings, serve } from "./browser.mjs";
+import { longestTask, openPage, openSettings, serve, watchLongTasks } from "./browser.mjs";
 
 const memory = (page) => page.$eval("#engine-memory", (p) => JSON.parse(p.dataset.memory));
 const stepOf = async (page) => Number((await page.textContent("#stat-step")).split("/")[0]);
@@ -15,14 +15,8 @@ const stepOf = async (page) => Number((await page.textContent("#stat-step")).spl
 export async function soak(origin, minutes, warm) {
   let { browser, page, errors } = await openPage(origin, []);
   try {
-    // The longest task on the page's thread: what a click or a keystroke would wait behind.
     // (The page's own "input delay" also counts time the OS gave the thread to others.)
-    await page.evaluate(() => {
-      window.longestTask = 0;
-      new PerformanceObserver((list) => {
-        for (const task of list.getEntries()) window.longestTask = Math.max(window.longestTask, task.duration);
-      }).observe({ type: "longtask" });
-    });
+    await watchLongTasks(page);
     await page.fill('input[name="totalSteps"]', "1000000");
     await page.click("#train-reset");
     await page.waitForFunction(() => document.getElementById("train-status").textContent.includes("fresh run"), null, {
@@ -35,7 +29,7 @@ export async function soak(origin, minutes, warm) {
     await page.waitForTimeout(Math.max(0, minutes * 60_000 - (Date.now() - started)));
     const end = { step: await stepOf(page), memory: await memory(page) };
     const lag = Number.parseFloat(await page.textContent("#stat-lag"));
-    const longestTask = await page.evaluate(() => window.longestTask);
+    const longest = await longestTask(page);
     await page.click("#train-pause");
     await page.waitForFunction(() => document.getElementById("train-status").textContent.includes("Paused at step"), null, {
       timeout: 300_000,
@@ -47,7 +41,7 @@ export async function soak(origin, minutes, warm) {
     await page.waitForFunction(() => document.body.dataset.ready === "true", null, { timeout: 300_000, polling: 500 });
     await openSettings(page);
     const restored = { step: await stepOf(page), status: await page.textContent("#train-status") };
-    return { minutes, seconds, start, end, lag, longestTask, paused, restored, errors };
+    return { minutes, seconds, start, end, lag, longestTask: longest, paused, restored, errors };
   } finally {
     await browser.close();
   }
