@@ -1,14 +1,15 @@
-// Times the wasm CPU backend built with and without SIMD128 (see scripts/bench-wasm), one
-// thread each, alternating builds run by run so that the machine's load hits both alike.
+// Times the wasm CPU backend built with relaxed SIMD, with SIMD128 and without SIMD (see
+// scripts/bench-wasm), one thread each, alternating builds run by run so that the machine's load
+// hits them alike. Node 20 runs relaxed SIMD behind --experimental-wasm-relaxed-simd.
 //
-//   node scripts/bench-wasm.mjs <simd bindings dir> <scalar bindings dir>
+//   node --experimental-wasm-relaxed-simd scripts/bench-wasm.mjs <relaxed dir> <simd dir> <scalar dir>
 
 import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 
 const require = createRequire(import.meta.url);
-const [simdDir, scalarDir] = process.argv.slice(2);
+const [relaxedDir, simdDir, scalarDir] = process.argv.slice(2);
 const ROUNDS = 3;
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const pretrained = new Uint8Array(readFileSync("assets/consistency-small.safetensors"));
@@ -32,8 +33,8 @@ const timed = async (call) => {
   return performance.now() - started;
 };
 
-const builds = { simd: await open(simdDir), scalar: await open(scalarDir) };
-const times = { simd: { sample: [], step: [] }, scalar: { sample: [], step: [] } };
+const builds = { relaxed: await open(relaxedDir), simd: await open(simdDir), scalar: await open(scalarDir) };
+const times = Object.fromEntries(Object.keys(builds).map((name) => [name, { sample: [], step: [] }]));
 for (let round = 0; round < ROUNDS; round++) {
   for (const [name, studio] of Object.entries(builds)) {
     times[name].sample.push(await timed(() => studio.sample(64, round + 1, [])));
@@ -46,5 +47,6 @@ console.log(`wasm CPU backend in Node ${process.version}, one thread, median of 
 for (const [name, t] of Object.entries(times)) {
   console.log(`  ${name.padEnd(7)} 64 one-step small samples ${median(t.sample).toFixed(0).padStart(6)} ms   small CT step at batch 64 ${median(t.step).toFixed(0).padStart(6)} ms`);
 }
-const ratio = (k) => (median(times.scalar[k]) / median(times.simd[k])).toFixed(2);
-console.log(`  SIMD128 speed-up: sampling ${ratio("sample")}x, training step ${ratio("step")}x`);
+const ratio = (slow, fast, k) => (median(times[slow][k]) / median(times[fast][k])).toFixed(2);
+console.log(`  SIMD128 against no SIMD: sampling ${ratio("scalar", "simd", "sample")}x, training step ${ratio("scalar", "simd", "step")}x`);
+console.log(`  relaxed SIMD against SIMD128: sampling ${ratio("simd", "relaxed", "sample")}x, training step ${ratio("simd", "relaxed", "step")}x`);

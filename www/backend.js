@@ -3,6 +3,7 @@
 
 import { $, message, page, show } from "./page.js";
 import { CpuEngine, LocalEngine, defaultWorkers } from "./engine.js";
+import { cpuInstructions } from "./relaxed-simd.js";
 import { saveEngineChoice, savedEngineChoice } from "./store.js";
 import { askedEngine, askedWorkers } from "./url.js";
 import { forgetMnist } from "./mnist.js";
@@ -59,7 +60,7 @@ export async function openEngine(choice, checkpoint) {
   studio?.free();
   const workers = askedWorkers() ?? defaultWorkers();
   const engine = await CpuEngine.open(checkpoint, workers);
-  const cpu = `the CPU: WebAssembly SIMD in ${workers} worker${workers > 1 ? "s" : ""}`;
+  const cpu = `the CPU: ${cpuInstructions} in ${workers} worker${workers > 1 ? "s" : ""}`;
   if (choice === "cpu") {
     const reason = `Running on ${cpu}, as you chose.`;
     return { engine, state: "ready", reason, headline: reason };

@@ -6,6 +6,7 @@
 // `call(method, ...args)` runs one Studio method at a time, in order.
 
 import { PIXELS } from "./page.js";
+import { relaxedSimd } from "./relaxed-simd.js";
 
 export class LocalEngine {
   constructor(studio) {
@@ -39,9 +40,14 @@ export function defaultWorkers() {
   return Math.max(1, Math.min(MAX_WORKERS, navigator.hardwareConcurrency || 1));
 }
 
-// The URLs of the module Trunk built: the page preloads `<name>_bg.wasm`, and wasm-bindgen's
-// loader beside it is `<name>.js`.
+// The URLs of the module the CPU workers load: the relaxed-SIMD build where the browser runs it
+// (relaxed-simd.js), else the module Trunk built for the page (it preloads `<name>_bg.wasm`, and
+// wasm-bindgen's loader beside it is `<name>.js`).
 function builtModule() {
+  if (relaxedSimd) {
+    const at = (name) => new URL(`relaxed/${name}`, document.baseURI).href;
+    return { js: at("consistency.js"), wasm: at("consistency_bg.wasm") };
+  }
   const wasm = document.querySelector('link[rel="preload"][href$="_bg.wasm"]')?.href;
   if (!wasm) throw new Error("cannot find the WebAssembly module's URL in the page");
   return { js: wasm.replace(/_bg\.wasm$/, ".js"), wasm };

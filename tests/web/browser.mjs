@@ -57,11 +57,13 @@ const BASE_ARGS = [
 
 // Opens the page in a fresh headless Chromium with extra `args` ("--enable-unsafe-webgpu" for
 // WebGPU) and waits for the engine's status; with `ready`, also for the first samples.
-// `screen`: Playwright context options (a viewport, a phone's emulation).
-export async function openPage(origin, args, { ready = true, screen = {} } = {}) {
+// `screen`: Playwright context options (a viewport, a phone's emulation); `init`: a script run in the
+// page before its own.
+export async function openPage(origin, args, { ready = true, screen = {}, init } = {}) {
   const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: [...BASE_ARGS, ...args] });
   const context = await browser.newContext({ acceptDownloads: true, ...screen });
   const page = await context.newPage();
+  if (init) await page.addInitScript(init);
   const errors = [];
   page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
   page.on("pageerror", (e) => errors.push(String(e)));

@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 
-use super::simd::{madd, Isa};
+use super::simd::{madd_broadcast, madd_lanes, Isa};
 
 /// Output channels of one register tile.
 const CB: usize = 4;
@@ -170,9 +170,7 @@ fn convolve_sample<const FMA: bool, const PX: usize>(
                         let v = x.add(offset).cast::<[f32; PX]>().read_unaligned();
                         let wv = w.cast::<[f32; CB]>().read_unaligned();
                         for (acc, &w) in acc.iter_mut().zip(&wv) {
-                            for (a, &v) in acc.iter_mut().zip(&v) {
-                                *a = madd::<FMA>(w, v, *a);
-                            }
+                            madd_broadcast::<FMA, PX>(w, &v, acc);
                         }
                         w = w.add(CB);
                     }
@@ -300,10 +298,8 @@ fn weight_sample<const FMA: bool, const L: usize>(plan: &Plan, padded: &[f32], d
                         });
                         for (c, acc) in acc.iter_mut().enumerate() {
                             let d = dy.as_ptr().add(c * wide + p).cast::<[f32; L]>().read_unaligned();
-                            for ky in 0..K {
-                                for l in 0..L {
-                                    acc[ky][l] = madd::<FMA>(d[l], v[ky][l], acc[ky][l]);
-                                }
+                            for (acc, v) in acc.iter_mut().zip(&v) {
+                                madd_lanes::<FMA, L>(&d, v, acc);
                             }
                         }
                     }
