@@ -264,18 +264,16 @@ pub fn backward_input(
 /// registers. The baseline copy on x86-64 uses 8 lanes too (two SSE registers each, some
 /// spilled): with 4, LLVM vectorized across the 4 channels instead and shuffled every operand,
 /// 5x slower. In wasm the multiply-adds are simd128 intrinsics (`madd_lanes`), which LLVM does
-/// not rearrange, and 4 lanes are 12 registers: [`WASM_WEIGHT_LANES`].
+/// not rearrange: there 4 lanes, 12 registers, fit V8's 16 on x86-64, where 8 spilled half.
 fn weight_lanes(isa: Isa) -> usize {
     match isa {
         Isa::Avx2Fma => 8,
-        Isa::Portable if cfg!(target_arch = "wasm32") => WASM_WEIGHT_LANES,
-        Isa::Portable => 8,
+        Isa::Portable => PORTABLE_WEIGHT_LANES,
     }
 }
 
-/// The weight gradient's lanes in wasm: 4 x 3 x 4 accumulators fit V8's 16 vector registers on
-/// x86-64, where 8 lanes spilled half of them.
-const WASM_WEIGHT_LANES: usize = 4;
+/// The baseline copy's weight-gradient lanes (see [`weight_lanes`]).
+const PORTABLE_WEIGHT_LANES: usize = if cfg!(target_arch = "wasm32") { 4 } else { 8 };
 
 /// One sample's weight gradient added into `dw` `[cout, cin, 3, 3]`: dy on the wide rows
 /// `[cout rounded up to 4, wide]` (zero outside real pixels, so the wide columns add nothing),
@@ -326,10 +324,7 @@ fn weight(isa: Isa, plan: &Plan, padded: &[f32], dy_wide: &[f32], dw: &mut [f32]
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Avx2Fma is only chosen where the processor has both (Isa::or_portable).
         Isa::Avx2Fma => unsafe { weight_avx2(plan, padded, dy_wide, dw) },
-        #[cfg(target_arch = "wasm32")]
-        _ => weight_sample::<false, WASM_WEIGHT_LANES>(plan, padded, dy_wide, dw),
-        #[cfg(not(target_arch = "wasm32"))]
-        _ => weight_sample::<false, 8>(plan, padded, dy_wide, dw),
+        _ => weight_sample::<false, PORTABLE_WEIGHT_LANES>(plan, padded, dy_wide, dw),
     }
 }
 
